@@ -1,0 +1,85 @@
+"""The `berth` command line: global flags, dispatch, and the one place where
+engine errors become exit codes and one-line messages."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+
+import berth
+from berth import errors
+from berth.cli.commands import COMMAND_MODULES
+from berth.cli.parser import CommandParser, UsageError
+
+# Docker's exit codes: 125 when the engine fails to run a container, 126
+# when the command cannot be invoked, 127 when it is not found; other
+# commands fail with 1.
+EXIT_USAGE = 125
+EXIT_FAILURE = 1
+EXIT_BY_ERROR = {errors.NotExecutable: 126, errors.CommandNotFound: 127}
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(
+        prog="berth",
+        description="A Docker-compatible container engine in Python.",
+        usage="berth [OPTIONS] COMMAND",
+    )
+    parser.add_argument("--root", default=os.environ.get("BERTH_ROOT", "/var/lib/berth"),
+                        help="Root directory of berth's state (default /var/lib/berth)")
+    parser.add_argument("-D", "--debug", action="store_true", help="Show tracebacks on errors")
+    parser.add_argument("-v", "--version", action="store_true", help="Print version information and quit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run(sys.argv[1:] if argv is None else argv))
+
+
+def run(argv: list[str]) -> int:
+    parser = build_parser()
+    debug = "-D" in argv or "--debug" in argv
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        print(f"berth: {e.message}", file=sys.stderr)
+        if e.command:
+            print(f"See 'berth {e.command} --help'.", file=sys.stderr)
+        return EXIT_USAGE
+    if args.version:
+        print(f"berth version {berth.__version__}, API {berth.API_VERSION}")
+        return 0
+    if not args.command:
+        parser.print_help()
+        return 0
+    engine = None
+    try:
+        from berth.engine import Engine
+        engine = Engine(args.root)
+        result = args.handler(engine, args)
+        return result or 0
+    except errors.BerthError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"Error: {e}", file=sys.stderr)
+        code = EXIT_BY_ERROR.get(type(e))
+        return code if code is not None else getattr(args, "engine_error_exit", EXIT_FAILURE)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`berth save | head`); not our failure to report.
+        sys.stderr.close()
+        return EXIT_FAILURE
+    except OSError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"Error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return getattr(args, "engine_error_exit", EXIT_FAILURE)
+    finally:
+        if engine is not None:
+            engine.close()

@@ -1,0 +1,97 @@
+"""Shared fixtures: a private state root per test and small real images."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import io
+from pathlib import Path
+
+import pytest
+
+BUSYBOX = "/bin/busybox"
+
+
+@pytest.fixture
+def root(tmp_path):
+    """A private berth state directory, removed after the test."""
+    d = tmp_path / "berth-root"
+    d.mkdir()
+    yield d
+    # Unmount anything a failing test left below the root before deleting it.
+    with open("/proc/mounts") as f:
+        mounts = [line.split()[1] for line in f]
+    for m in sorted((m for m in mounts if m.startswith(str(d))), reverse=True):
+        subprocess.run(["umount", "-l", m], check=False)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+class Berth:
+    """Runs the real `berth` CLI against one state root."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def __call__(self, *args, input=None, check=True, timeout=120, env=None, binary=False):
+        cmd = [sys.executable, "-m", "berth", "--root", str(self.root), *map(str, args)]
+        p = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout,
+                           env={**os.environ, **(env or {})},
+                           text=not (binary or isinstance(input, bytes)))
+        if check and p.returncode != 0:
+            raise AssertionError(f"berth {' '.join(map(str, args))} exited {p.returncode}:\n"
+                                 f"{p.stdout}\n{p.stderr}")
+        return p
+
+
+@pytest.fixture
+def berth(root):
+    return Berth(root)
+
+
+@pytest.fixture
+def other_berth(tmp_path):
+    """A second, independent state root (for moving images between two)."""
+    made = []
+
+    def make(name="other-root"):
+        b = Berth(tmp_path / name)
+        made.append(b)
+        return b
+    yield make
+    for b in made:
+        shutil.rmtree(b.root, ignore_errors=True)
+
+
+def busybox_rootfs_tar(path: Path) -> Path:
+    """A minimal rootfs tarball: static busybox plus its applet links."""
+    if not os.path.exists(BUSYBOX):
+        pytest.skip("busybox-static is not installed")
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True).stdout.split()
+    with tarfile.open(path, "w") as tf:
+        for d in ("bin", "etc", "tmp", "proc", "sys", "dev", "root", "var", "usr", "usr/bin"):
+            ti = tarfile.TarInfo(d)
+            ti.type = tarfile.DIRTYPE
+            ti.mode = 0o1777 if d == "tmp" else 0o755
+            tf.addfile(ti)
+        tf.add(BUSYBOX, "bin/busybox")
+        for a in applets:
+            if a == "busybox":
+                continue
+            ti = tarfile.TarInfo(f"bin/{a}")
+            ti.type = tarfile.SYMTYPE
+            ti.linkname = "busybox"
+            tf.addfile(ti)
+        for name, data in (("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"),
+                           ("etc/group", b"root:x:0:\nnogroup:x:65534:\n")):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            ti.mode = 0o644
+            tf.addfile(ti, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture(scope="session")
+def busybox_tar(tmp_path_factory):
+    return busybox_rootfs_tar(tmp_path_factory.mktemp("busybox") / "busybox.tar")
+from dockerd import docker  # noqa: F401,E402  (session fixture: a private dockerd)
