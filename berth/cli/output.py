@@ -9,7 +9,7 @@ from typing import Callable, Iterable
 
 from berth.cli import gotemplate
 from berth.cli.table import format_rows
-from berth.cli.units import created_ago, created_at
+from berth.units import created_ago, created_at
 from berth.errors import NotFound
 
 

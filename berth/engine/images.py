@@ -104,31 +104,6 @@ class ImageService:
 
     # -- ingestion ------------------------------------------------------------
 
-    @contextmanager
-    def _ingestion(self) -> Iterator[list[str]]:
-        """Collects blobs this operation adds; removes them if it fails.
-
-        The removal takes the exclusive GC lock, which waits for concurrent
-        ingesters to commit, so a blob another process has started to
-        reference in the meantime is kept.
-        """
-        added: list[str] = []
-        try:
-            with self.state.ingesting():
-                yield added
-        except BaseException:
-            self._remove_unreferenced(added)
-            raise
-
-    def _remove_unreferenced(self, digests: list[str]) -> None:
-        if not digests:
-            return
-        with self.state.collecting():
-            referenced = self.store.referenced_blobs()
-            for d in digests:
-                if d not in referenced:
-                    self.blobs.delete(d)
-
     def _ingest(self, stream: BinaryIO, added: list[str]) -> cfgmod.LayerDescriptor:
         return ingest_layer(_decompressed(_buffered(stream)), self.blobs, added=added)
 
@@ -139,7 +114,7 @@ class ImageService:
             raise InvalidArgument("refusing to create a tag with a digest reference")
         container_config = apply_changes({}, list(changes))
         stream, shown = _open_source(source, stdin)
-        with self._ingestion() as added:
+        with self.store.ingestion() as added:
             try:
                 layer = self._ingest(stream, added)
             finally:
@@ -180,7 +155,7 @@ class ImageService:
                 tar.addfile(ti, data)
                 tar.close()
                 layer_tar.seek(0)
-                with self._ingestion() as added:
+                with self.store.ingestion() as added:
                     layer = self._ingest(layer_tar, added)
                     created = cfgmod.now_rfc3339()
                     history = list(base_config.get("history") or [])
@@ -203,7 +178,7 @@ class ImageService:
         """
         with self._spooled(src) as archive:
             reader = ArchiveReader(archive)
-            with self._ingestion() as added:
+            with self.store.ingestion() as added:
                 staged = []
                 for item in reader.images:
                     config = cfgmod.parse_config(item.config)
@@ -346,10 +321,7 @@ class ImageService:
             if digest not in orphans:
                 break
             report.append({"Deleted": chain})
-        with self.state.collecting():
-            referenced = self.store.referenced_blobs()
-            for d in orphans - referenced:
-                self.blobs.delete(d)
+        self.store.remove_unreferenced(list(orphans))
         return report
 
     # -- listing ----------------------------------------------------------------

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from berth.errors import Conflict, InvalidArgument, NotFound
 from berth.image import config as cfgmod
@@ -47,6 +49,32 @@ class ImageStore:
         self.blobs = state.blobs
 
     # -- writing -------------------------------------------------------------
+
+    @contextmanager
+    def ingestion(self) -> Iterator[list[str]]:
+        """Collects the blobs an operation adds; removes them if it fails.
+
+        Held from the first blob write until the rows that own the blobs are
+        committed.  The removal takes the exclusive GC lock, which waits for
+        concurrent ingesters to commit, so a blob another process has started
+        to reference in the meantime is kept.
+        """
+        added: list[str] = []
+        try:
+            with self.state.ingesting():
+                yield added
+        except BaseException:
+            self.remove_unreferenced(added)
+            raise
+
+    def remove_unreferenced(self, digests: list[str]) -> None:
+        if not digests:
+            return
+        with self.state.collecting():
+            referenced = self.referenced_blobs()
+            for d in digests:
+                if d not in referenced:
+                    self.blobs.delete(d)
 
     def add(self, config_bytes: bytes, layers: list[cfgmod.LayerDescriptor], *,
             tags: list[Reference] = (), parent_id: str | None = None,

@@ -1,5 +1,5 @@
 """One module per family of commands; each offers `register(subparsers)`."""
 
-from berth.cli.commands import images, system
+from berth.cli.commands import containers, images, system, volumes
 
-COMMAND_MODULES = [images, system]
+COMMAND_MODULES = [containers, images, volumes, system]

@@ -7,7 +7,7 @@ import sys
 
 from berth.cli import output
 from berth.cli.parser import add_command, filter_arg, filters_of
-from berth.cli.units import human_size
+from berth.units import human_size
 from berth.errors import InvalidArgument
 
 IMAGES_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"

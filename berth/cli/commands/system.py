@@ -8,7 +8,7 @@ import sys
 import berth
 from berth.cli import gotemplate, output
 from berth.cli.parser import add_command
-from berth.cli.units import bytes_size, human_size
+from berth.units import bytes_size, human_size
 
 
 def register(sub) -> None:

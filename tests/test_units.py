@@ -1,4 +1,4 @@
-"""berth.cli.units against docker's own numbers.
+"""berth.units against docker's own numbers.
 
 Sources of the expected values:
   * "docker 28.2.2": the real docker CLI (28.2.2, Go 1.24.3) talking to a
@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from berth.cli import units
+from berth import units
 from berth.errors import InvalidArgument
 
 

@@ -1,4 +1,7 @@
-"""Sizes, durations and timestamps, spelled the way the docker CLI spells them.
+"""go-units as the docker CLI and daemon use it: sizes, durations, timestamps.
+
+Shared by every layer (the daemon reports "Up 5 minutes" too), so it lives
+at the top of the package beside berth.errors.
 
 Docker's numbers come from github.com/docker/go-units (sizes, "5 minutes"),
 Go's time package (durations like "1h2m3.5s", RFC 3339 timestamps) and

@@ -1,0 +1,317 @@
+"""`run` and `create` flags, turned into the Engine API's Config and HostConfig.
+
+This is what the docker CLI does before it calls the daemon: the engine
+receives the same JSON whether a request came from this CLI or the API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+
+from berth.units import parse_size
+from berth.engine.volumes import check_volume_flag, parse_mount_spec, parse_tmpfs_spec
+from berth.errors import InvalidArgument
+
+
+def add_flags(p: argparse.ArgumentParser) -> None:
+    a = p.add_argument
+    a("-a", "--attach", action="append", default=[], choices=["stdin", "stdout", "stderr", "STDIN", "STDOUT", "STDERR"],
+      help="Attach to STDIN, STDOUT or STDERR")
+    a("--add-host", action="append", default=[], help="Add a custom host-to-IP mapping (host:ip)")
+    a("--cap-add", action="append", default=[], help="Add Linux capabilities")
+    a("--cap-drop", action="append", default=[], help="Drop Linux capabilities")
+    a("--cidfile", help="Write the container ID to the file")
+    a("--cpu-shares", "-c", type=int, help="CPU shares (relative weight)")
+    a("--cpus", type=float, help="Number of CPUs")
+    a("--cpu-period", type=int, help="Limit CPU CFS (Completely Fair Scheduler) period")
+    a("--cpu-quota", type=int, help="Limit CPU CFS (Completely Fair Scheduler) quota")
+    a("--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)")
+    a("-d", "--detach", action="store_true", help="Run container in background and print container ID")
+    a("--detach-keys", help="Override the key sequence for detaching a container")
+    a("--dns", action="append", default=[], help="Set custom DNS servers")
+    a("--domainname", help="Container NIS domain name")
+    a("--entrypoint", help="Overwrite the default ENTRYPOINT of the image")
+    a("-e", "--env", action="append", default=[], help="Set environment variables")
+    a("--env-file", action="append", default=[], help="Read in a file of environment variables")
+    a("--expose", action="append", default=[], help="Expose a port or a range of ports")
+    a("--group-add", action="append", default=[], help="Add additional groups to join")
+    a("-h", "--hostname", help="Container host name")
+    a("--init", action="store_true", help="Run an init inside the container (accepted; berth runs your command as PID 1)")
+    a("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
+    a("--ipc", help="IPC mode to use")
+    a("-l", "--label", action="append", default=[], help="Set meta data on a container")
+    a("--link", action="append", default=[], help="Add link to another container")
+    a("--log-driver", help="Logging driver for the container")
+    a("--log-opt", action="append", default=[], help="Log driver options")
+    a("-m", "--memory", help="Memory limit")
+    a("--memory-swap", help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
+    a("--memory-reservation", help="Memory soft limit")
+    a("--mount", action="append", default=[], help="Attach a filesystem mount to the container")
+    a("--name", help="Assign a name to the container")
+    a("--network", "--net", help="Connect a container to a network")
+    a("--network-alias", action="append", default=[], help="Add network-scoped alias for the container")
+    a("--no-healthcheck", action="store_true", help="Disable any container-specified HEALTHCHECK")
+    a("--oom-kill-disable", action="store_true", help="Disable OOM Killer")
+    a("--oom-score-adj", type=int, help="Tune host's OOM preferences (-1000 to 1000)")
+    a("--pid", help="PID namespace to use")
+    a("--pids-limit", type=int, help="Tune container pids limit (set -1 for unlimited)")
+    a("--platform", help="Set platform if server is multi-platform capable")
+    a("--privileged", action="store_true", help="Give extended privileges to this container")
+    a("-p", "--publish", action="append", default=[], help="Publish a container's port(s) to the host")
+    a("-P", "--publish-all", action="store_true", help="Publish all exposed ports to random ports")
+    a("--pull", choices=["always", "missing", "never"], default="missing", help="Pull image before running")
+    a("-q", "--quiet", action="store_true", help="Suppress the pull output")
+    a("--read-only", action="store_true", help="Mount the container's root filesystem as read only")
+    a("--restart", default="no", help="Restart policy to apply when a container exits")
+    a("--rm", action="store_true", help="Automatically remove the container when it exits")
+    a("--runtime", help="Runtime to use for this container (berth, runc, crun)")
+    a("--security-opt", action="append", default=[], help="Security Options")
+    a("--shm-size", help="Size of /dev/shm")
+    a("--sig-proxy", default="true", help="Proxy received signals to the process")
+    a("--stop-signal", help="Signal to stop the container")
+    a("--stop-timeout", type=int, help="Timeout (in seconds) to stop a container")
+    a("--sysctl", action="append", default=[], help="Sysctl options")
+    a("--tmpfs", action="append", default=[], help="Mount a tmpfs directory")
+    a("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
+    a("--ulimit", action="append", default=[], help="Ulimit options")
+    a("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])")
+    a("--uts", help="UTS namespace to use")
+    a("-v", "--volume", action="append", default=[], help="Bind mount a volume")
+    a("--volumes-from", action="append", default=[], help="Mount volumes from the specified container(s)")
+    a("-w", "--workdir", help="Working directory inside the container")
+    a("image", metavar="IMAGE")
+    a("command", nargs=argparse.REMAINDER, metavar="[COMMAND] [ARG...]")
+
+
+def _env_file(path: str) -> list[str]:
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise InvalidArgument(f"open {path}: {e.strerror.lower() if e.strerror else e}") from None
+    out = []
+    for line in lines:
+        line = line.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not key:
+            raise InvalidArgument(f"invalid environment variable: {line}")
+        if re.search(r"\s", key):
+            raise InvalidArgument(f"variable '{key}' contains whitespaces")
+        out.append(line if sep else _from_environ(key))
+    return [e for e in out if e is not None]
+
+
+def _from_environ(key: str) -> str | None:
+    """`-e NAME` without a value takes NAME from berth's own environment."""
+    value = os.environ.get(key)
+    return None if value is None else f"{key}={value}"
+
+
+def _labels(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out
+
+
+def _restart_policy(text: str) -> dict:
+    name, _, count = text.partition(":")
+    if name not in ("no", "always", "unless-stopped", "on-failure", ""):
+        raise InvalidArgument(f"invalid restart policy format: {text}")
+    if count and name != "on-failure":
+        raise InvalidArgument(f"invalid restart policy format: maximum retry count can only be used with 'on-failure'")
+    try:
+        retries = int(count) if count else 0
+    except ValueError:
+        raise InvalidArgument(f"invalid restart policy format: maximum retry count must be an integer") from None
+    return {"Name": name or "no", "MaximumRetryCount": retries}
+
+
+def _ulimits(items: list[str]) -> list[dict]:
+    out = []
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep:
+            raise InvalidArgument(f"invalid ulimit argument: {item}")
+        soft, _, hard = values.partition(":")
+        try:
+            out.append({"Name": name, "Soft": int(soft), "Hard": int(hard or soft)})
+        except ValueError:
+            raise InvalidArgument(f"invalid ulimit argument: {item}") from None
+    return out
+
+
+def _tmpfs(items: list[str]) -> dict:
+    return dict(parse_tmpfs_spec(item) for item in items)
+
+
+def _volumes(items: list[str]) -> tuple[list[str], dict]:
+    """-v values: binds for HostConfig.Binds, bare paths for Config.Volumes."""
+    binds, anonymous = [], {}
+    for item in items:
+        value, is_bind = check_volume_flag(item)
+        if is_bind:
+            binds.append(value)
+        else:
+            anonymous[value] = {}
+    return binds, anonymous
+
+
+def _mounts(items: list[str]) -> list[dict]:
+    out = []
+    for item in items:
+        try:
+            out.append(parse_mount_spec(item).to_api())
+        except InvalidArgument as e:
+            raise InvalidArgument(f'invalid argument "{item}" for "--mount" flag: {e}') from None
+    return out
+
+
+def _ports(items: list[str]) -> tuple[dict, dict]:
+    """-p forms: [ip:][hostPort:]containerPort[/proto], with ranges."""
+    exposed, bindings = {}, {}
+    for item in items:
+        spec, _, proto = item.partition("/")
+        proto = proto or "tcp"
+        parts = spec.rsplit(":", 2) if not spec.startswith("[") else _split_v6(spec)
+        if len(parts) == 1:
+            ip, host, ctr = "", "", parts[0]
+        elif len(parts) == 2:
+            ip, host, ctr = "", parts[0], parts[1]
+        else:
+            ip, host, ctr = parts
+        ctr_ports = _port_range(ctr, item)
+        host_ports = _port_range(host, item) if host else [None] * len(ctr_ports)
+        if len(host_ports) == 1 and len(ctr_ports) > 1:
+            host_ports = host_ports * len(ctr_ports)
+        if len(host_ports) != len(ctr_ports):
+            raise InvalidArgument(f"invalid ranges specified for container and host Ports: {ctr} and {host}")
+        for cp, hp in zip(ctr_ports, host_ports):
+            key = f"{cp}/{proto}"
+            exposed[key] = {}
+            bindings.setdefault(key, []).append({"HostIp": ip, "HostPort": str(hp) if hp else ""})
+    return exposed, bindings
+
+
+def _split_v6(spec: str) -> list[str]:
+    ip, _, rest = spec[1:].partition("]")
+    return [ip, *rest.lstrip(":").split(":")]
+
+
+def _port_range(text: str, whole: str) -> list[int]:
+    start, _, end = text.partition("-")
+    try:
+        first, last = int(start), int(end or start)
+    except ValueError:
+        raise InvalidArgument(f"invalid containerPort: {text}" if text else f"No port specified: {whole}<empty>") from None
+    if not (0 < first <= last <= 65535):
+        raise InvalidArgument(f"invalid port range: {text}")
+    return list(range(first, last + 1))
+
+
+def to_create_body(args) -> tuple[dict, dict, str | None]:
+    """(Config, HostConfig, name) for POST /containers/create."""
+    env = []
+    for f in args.env_file:
+        env += _env_file(f)
+    for item in args.env:
+        env.append(item if "=" in item else _from_environ(item))
+    env = [e for e in env if e is not None]
+    attach = {a.lower() for a in args.attach}
+    exposed, bindings = _ports(args.publish)
+    for item in args.expose:
+        port, _, proto = item.partition("/")
+        for p in _port_range(port, item):
+            exposed[f"{p}/{proto or 'tcp'}"] = {}
+    binds, anonymous_volumes = _volumes(args.volume)
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    config = {
+        "Hostname": args.hostname or "",
+        "Domainname": args.domainname or "",
+        "User": args.user or "",
+        "AttachStdin": "stdin" in attach or (args.interactive and not args.detach),
+        "AttachStdout": not args.detach and (not attach or "stdout" in attach),
+        "AttachStderr": not args.detach and (not attach or "stderr" in attach),
+        "ExposedPorts": exposed or None,
+        "Tty": args.tty,
+        "OpenStdin": args.interactive,
+        "StdinOnce": args.interactive and not args.detach,
+        "Env": env or None,
+        "Cmd": command or None,
+        "Image": args.image,
+        "Volumes": anonymous_volumes or None,
+        "WorkingDir": args.workdir or "",
+        "Entrypoint": ([args.entrypoint] if args.entrypoint else [""]) if args.entrypoint is not None else None,
+        "OnBuild": None,
+        "Labels": _labels(args.label),
+    }
+    if args.stop_signal:
+        config["StopSignal"] = args.stop_signal
+    if args.stop_timeout is not None:
+        config["StopTimeout"] = args.stop_timeout
+    if args.no_healthcheck:
+        config["Healthcheck"] = {"Test": ["NONE"]}
+    security_opt = []
+    for opt in args.security_opt:
+        key, sep, value = opt.partition("=")
+        if key == "seccomp" and value not in ("unconfined", "") and not value.lstrip().startswith("{"):
+            try:
+                with open(value) as f:
+                    value = json.dumps(json.load(f))
+            except (OSError, ValueError) as e:
+                raise InvalidArgument(f"opening seccomp profile ({value}) failed: {e}") from None
+            opt = f"seccomp={value}"
+        security_opt.append(opt)
+    host_config = {
+        "Binds": binds or None,
+        "ContainerIDFile": args.cidfile or "",
+        "LogConfig": {"Type": args.log_driver or "json-file",
+                      "Config": dict(o.partition("=")[::2] for o in args.log_opt)},
+        "NetworkMode": args.network or "default",
+        "PortBindings": bindings,
+        "RestartPolicy": _restart_policy(args.restart),
+        "AutoRemove": args.rm,
+        "Mounts": _mounts(args.mount) or None,
+        "CapAdd": args.cap_add or None,
+        "CapDrop": args.cap_drop or None,
+        "Dns": args.dns,
+        "ExtraHosts": args.add_host or None,
+        "GroupAdd": args.group_add or None,
+        "IpcMode": args.ipc or "private",
+        "PidMode": args.pid or "",
+        "UTSMode": args.uts or "",
+        "Privileged": args.privileged,
+        "PublishAllPorts": args.publish_all,
+        "ReadonlyRootfs": args.read_only,
+        "SecurityOpt": security_opt or None,
+        "Tmpfs": _tmpfs(args.tmpfs) or None,
+        "Links": args.link or None,
+        "VolumesFrom": args.volumes_from or None,
+        "Runtime": args.runtime or "berth",
+        "ShmSize": parse_size(args.shm_size) if args.shm_size else 0,
+        "Memory": parse_size(args.memory) if args.memory else 0,
+        "MemoryReservation": parse_size(args.memory_reservation) if args.memory_reservation else 0,
+        "MemorySwap": (-1 if args.memory_swap == "-1" else parse_size(args.memory_swap)) if args.memory_swap else 0,
+        "NanoCpus": int(args.cpus * 1e9) if args.cpus else 0,
+        "CpuShares": args.cpu_shares or 0,
+        "CpuPeriod": args.cpu_period or 0,
+        "CpuQuota": args.cpu_quota or 0,
+        "CpusetCpus": args.cpuset_cpus or "",
+        "PidsLimit": args.pids_limit,
+        "OomKillDisable": args.oom_kill_disable,
+        "OomScoreAdj": args.oom_score_adj or 0,
+        "Sysctls": dict(s.partition("=")[::2] for s in args.sysctl) or None,
+        "Ulimits": _ulimits(args.ulimit) or None,
+        "Init": args.init or None,
+    }
+    if args.network_alias:
+        host_config["NetworkAliases"] = args.network_alias
+    return config, host_config, args.name

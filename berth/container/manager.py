@@ -1,0 +1,853 @@
+"""Containers' lives: create, start under a supervisor, attach, stop, remove.
+
+Requests arrive in Docker's own shapes (Config, HostConfig as the Engine
+API's create body), so the CLI, the API server and the builder hand over
+the same thing.  The engine exposes this manager as `engine.containers`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal as signals
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from berth.container import protocol as proto
+from berth.container import volumes as vol
+from berth.container import runspec
+from berth.container.cleanup import is_mounted, release_resources, remove_container, unmount
+from berth.container.logs import read_logs
+from berth.container.mounting import mount_rootfs
+from berth.container.paths import ContainerPaths
+from berth.container.record import ZERO_TIME, Container, initial_state, new_id, random_name
+from berth.container.runtimes import runtime_for, validate as validate_runtime
+from berth.container.states import SUPERVISED, Event, Status
+from berth.container.store import ContainerStore, validate_name
+from berth.container.users import resolve_user
+from berth.container.rootfs_files import make_dirs
+from berth.errors import (BerthError, CommandNotFound, Conflict, InvalidArgument, NotExecutable,
+                          NotFound, Unavailable)
+from berth.image import config as cfgmod
+from berth.image.config import parse_time
+from berth.image.store import ImageStore
+from berth.layer.snapshots import LayerCache
+from berth.runtime import spec as rs
+from berth.store.state import State
+from berth.units import human_duration
+
+DEFAULT_STOP_TIMEOUT = 10
+START_TIMEOUT = 120
+_ERRORS = {"CommandNotFound": CommandNotFound, "NotExecutable": NotExecutable, "NotFound": NotFound,
+           "Conflict": Conflict, "InvalidArgument": InvalidArgument, "Unavailable": Unavailable}
+
+
+@dataclass
+class ContainerSummary:
+    """One container as `ps` and GET /containers/json show it."""
+    id: str
+    names: list[str]
+    image: str
+    image_id: str
+    command: str
+    created: float
+    status: str          # Docker's human status: "Up 3 minutes", "Exited (0) 2 seconds ago"
+    state: str
+    ports: list[dict] = field(default_factory=list)
+    labels: dict = field(default_factory=dict)
+    size_rw: int | None = None
+    size_root_fs: int | None = None
+    mounts: list[dict] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
+
+
+def merge_image_config(user: dict, image: dict) -> dict:
+    """moby's merge(): what the image provides where the user gave nothing."""
+    cfg = dict(user)
+    if not cfg.get("User"):
+        cfg["User"] = image.get("User", "")
+    ports = dict(image.get("ExposedPorts") or {})
+    ports.update(cfg.get("ExposedPorts") or {})
+    cfg["ExposedPorts"] = ports or None
+    user_env = list(cfg.get("Env") or [])
+    keys = {e.partition("=")[0] for e in user_env}
+    cfg["Env"] = user_env + [e for e in image.get("Env") or [] if e.partition("=")[0] not in keys] or None
+    labels = dict(image.get("Labels") or {})
+    labels.update(cfg.get("Labels") or {})
+    cfg["Labels"] = labels
+    if cfg.get("Entrypoint") == [""]:
+        cfg["Entrypoint"] = []  # --entrypoint "": reset, and not inherited either
+    if not cfg.get("Entrypoint"):
+        if not cfg.get("Cmd"):
+            cfg["Cmd"] = image.get("Cmd")
+        if cfg.get("Entrypoint") is None:
+            cfg["Entrypoint"] = image.get("Entrypoint")
+    if not cfg.get("WorkingDir"):
+        cfg["WorkingDir"] = image.get("WorkingDir", "")
+    volumes = dict(image.get("Volumes") or {})
+    volumes.update(cfg.get("Volumes") or {})
+    cfg["Volumes"] = volumes or None
+    if not cfg.get("StopSignal") and image.get("StopSignal"):
+        cfg["StopSignal"] = image["StopSignal"]
+    if not cfg.get("Healthcheck") and image.get("Healthcheck"):
+        cfg["Healthcheck"] = image["Healthcheck"]
+    if image.get("OnBuild"):
+        cfg.setdefault("OnBuild", image["OnBuild"])
+    return cfg
+
+
+def _signal_number(sig) -> int:
+    if isinstance(sig, int):
+        return sig
+    text = str(sig).upper()
+    if text.isdigit():
+        return int(text)
+    if not text.startswith("SIG"):
+        text = "SIG" + text
+    try:
+        return int(getattr(signals, text))
+    except AttributeError:
+        raise InvalidArgument(f"Invalid signal: {sig}") from None
+
+
+class AttachConnection:
+    """A client of a container's supervisor (see berth.container.protocol)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self._demux = proto.Demuxer()
+
+    def send_stdin(self, data: bytes) -> None:
+        self.sock.sendall(proto.frame(proto.STDIN, data))
+
+    def close_stdin(self) -> None:
+        try:
+            self.sock.sendall(proto.frame(proto.STDIN_EOF, b""))
+        except OSError:
+            pass
+
+    def resize(self, rows: int, cols: int) -> None:
+        try:
+            self.sock.sendall(proto.resize(rows, cols))
+        except OSError:
+            pass
+
+    def frames(self) -> Iterator[tuple[int, bytes]]:
+        """(kind, payload) until the supervisor closes the connection."""
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                raise
+            except OSError:
+                return
+            if not data:
+                return
+            yield from self._demux.feed(data)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class ContainerManager:
+    def __init__(self, state: State, images: ImageStore):
+        self.state = state
+        self.images = images
+        self.store = ContainerStore(state.db)
+        self.layers = LayerCache(state.root)
+
+    def paths(self, container_id: str) -> ContainerPaths:
+        return ContainerPaths(self.state.root, container_id)
+
+    def runtime(self, c: Container):
+        return runtime_for(c.host_config.get("Runtime"), self.paths(c.id).runtime_root)
+
+    # -- lookups ----------------------------------------------------------------
+
+    def get(self, ref: str) -> Container:
+        return self.reconcile(self.store.resolve(ref))
+
+    def using_image(self, image_id: str) -> list[tuple[str, bool]]:
+        return [(c.id, c.running) for c in map(self.reconcile, self.store.using_image(image_id))]
+
+    def reconcile(self, c: Container) -> Container:
+        """Notice a supervisor that died (SIGKILL, OOM, reboot) and record the exit."""
+        if c.status not in SUPERVISED or self._supervised(c):
+            return c
+        release_resources(self.state, c, self.runtime(c))
+        try:
+            return self.store.transition(c.id, Event.DIE, ExitCode=137, Pid=0, FinishedAt=_now(),
+                                         Error="container supervisor exited unexpectedly")
+        except Conflict:
+            return self.store.get(c.id)
+
+    def _supervised(self, c: Container) -> bool:
+        try:
+            fd = os.open(self.paths(c.id).lock, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    # -- create -----------------------------------------------------------------
+
+    def create(self, config: dict, host_config: dict | None = None, name: str | None = None) -> Container:
+        host_config = dict(host_config or {})
+        image_name = config.get("Image") or ""
+        if not image_name:
+            raise InvalidArgument("No image specified")
+        image = self.images.resolve(image_name)
+        image_cfg = self.images.config(image)
+        cfg = merge_image_config(config, image_cfg.get("config") or {})
+        cfg["Image"] = image_name
+        container_id = new_id()
+        cfg["Hostname"] = cfg.get("Hostname") or container_id[:12]
+        path, args = runspec.command_of(cfg)
+        host_config["Runtime"] = validate_runtime(host_config.get("Runtime"))
+        policy = host_config.get("RestartPolicy") or {}
+        if policy.get("Name") not in (None, "", "no") and host_config.get("AutoRemove"):
+            raise InvalidArgument("Conflicting options: --restart and --rm")
+        host_config.setdefault("NetworkMode", "default")
+        host_config.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+        paths = self.paths(container_id)
+        spec = {"Config": cfg, "HostConfig": host_config, "Path": path, "Args": args,
+                "ImageName": image_name, "Driver": "overlay", "Platform": "linux",
+                "ResolvConfPath": str(paths.resolv_conf), "HostnamePath": str(paths.hostname),
+                "HostsPath": str(paths.hosts), "LogPath": str(paths.log), "Mounts": []}
+        if name:
+            name = validate_name(name)
+        for attempt in range(10):
+            c = Container(id=container_id, name=name or random_name(attempt), image_id=image.id,
+                          created=time.time(), status=Status.CREATED, spec=spec, state=initial_state())
+            paths.dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.store.add(c)
+                break
+            except Conflict:
+                if name:
+                    raise
+        else:
+            raise Conflict("could not generate a unique container name")
+        try:
+            # Volumes are planned once the row exists: volume users reference it.
+            records = [p.to_record() for p in vol.plan_mounts(
+                self.state, vol.specs_from_host_config(host_config), cfg.get("Volumes") or {}, c.id,
+                tmpfs=host_config.get("Tmpfs") or {}, volume_driver=host_config.get("VolumeDriver") or "")]
+        except BaseException:
+            self.store.delete(c.id)
+            shutil.rmtree(paths.dir, ignore_errors=True)
+            raise
+        c.spec["MountPoints"] = records
+        c.spec["Mounts"] = [vol.MountPoint.from_record(r).inspect() for r in records]
+        self.store.update_spec(c.id, c.spec)
+        return c
+
+    # -- start ------------------------------------------------------------------
+
+    def start(self, ref: str, *, attach_first: bool = False) -> Container:
+        """Start the container under a new supervisor.
+
+        With attach_first the supervisor waits for the first attach client
+        before starting the process (so `run` sees all output); the caller
+        then learns of start failures through that connection.
+        """
+        c = self.get(ref)
+        if c.status in (Status.RUNNING, Status.RESTARTING):
+            return c
+        if c.status == Status.PAUSED:
+            raise Conflict(f"cannot start a paused container, try unpause instead")
+        if c.status in (Status.REMOVING, Status.DEAD):
+            raise Conflict(f"container {c.short_id} is marked for removal and cannot be started")
+        self.store.update_state(c.id, ManuallyStopped=False)
+        paths = self.paths(c.id)
+        try:
+            self._prepare(c, paths)
+            line = self._spawn_supervisor(c, paths, attach_first)
+        except BaseException:
+            release_resources(self.state, c, self.runtime(c))
+            raise
+        if line.startswith("failed "):
+            kind, _, message = line[7:].partition(" ")
+            raise _ERRORS.get(kind, BerthError)(message)
+        return self.store.get(c.id)
+
+    def _prepare(self, c: Container, paths: ContainerPaths) -> None:
+        image = self.images.get(c.image_id)
+        if not is_mounted(paths.rootfs):
+            layers = self.images.layers(image)
+            chains = cfgmod.chain_ids([layer.diff_id for layer in layers])
+            lowers = self.layers.ensure([
+                (chain, (lambda d=layer.digest: self.state.blobs.open(d)))
+                for chain, layer in zip(chains, layers)])
+            mount = self.layers.rootfs_mount(lowers, paths.upper, paths.work)
+            paths.rootfs.mkdir(parents=True, exist_ok=True)
+            mount_rootfs(mount, paths.rootfs)
+        cfg, hc = c.config, c.host_config
+        user = resolve_user(paths.rootfs, cfg.get("User") or "", hc.get("GroupAdd") or [])
+        if cfg.get("WorkingDir"):
+            make_dirs(paths.rootfs, cfg["WorkingDir"])
+        self._write_etc_files(c, paths)
+        mounts = self._mounts(c, paths)
+        network = self._network(c)
+        seccomp_profile = None
+        for opt in hc.get("SecurityOpt") or []:
+            if opt.startswith("seccomp=") and opt[8:] != "unconfined":
+                seccomp_profile = json.loads(opt[8:]) if opt[8:].lstrip().startswith("{") else None
+        spec = runspec.build(container_id=c.id, config=cfg, host_config=hc, path=c.spec["Path"],
+                             args=c.spec["Args"], user=user, mounts=mounts, network=network,
+                             hostname=cfg["Hostname"], seccomp_profile=seccomp_profile)
+        paths.bundle.mkdir(parents=True, exist_ok=True)
+        tmp = paths.bundle / "config.json.tmp"
+        tmp.write_text(json.dumps(spec))
+        os.replace(tmp, paths.bundle / "config.json")
+
+    def _write_etc_files(self, c: Container, paths: ContainerPaths) -> None:
+        hostname = c.config["Hostname"]
+        paths.hostname.write_text(hostname + "\n")
+        lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+                 "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
+                 "ff02::2\tip6-allrouters"]
+        for extra in c.host_config.get("ExtraHosts") or []:
+            host, _, ip = extra.partition(":")
+            lines.append(f"{ip}\t{host}")
+        paths.hosts.write_text("\n".join(lines) + "\n")
+        try:
+            resolv = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            resolv = ""
+        dns = c.host_config.get("Dns") or []
+        if dns:
+            resolv = "".join(f"nameserver {d}\n" for d in dns)
+        paths.resolv_conf.write_text(resolv)
+
+    def _mounts(self, c: Container, paths: ContainerPaths) -> list[rs.Mount]:
+        mounts = [rs.Mount.bind(str(paths.resolv_conf), "/etc/resolv.conf", recursive=False),
+                  rs.Mount.bind(str(paths.hostname), "/etc/hostname", recursive=False),
+                  rs.Mount.bind(str(paths.hosts), "/etc/hosts", recursive=False)]
+        points = [vol.MountPoint.from_record(r) for r in c.spec.get("MountPoints") or []]
+        mounts += [r.mount for r in vol.activate_mounts(self.state, points, c.id)]
+        if c.state.get("StartedAt", ZERO_TIME) == ZERO_TIME:
+            # Docker copies image content into new volumes at create; berth's
+            # root filesystem is first mounted here, so the first start does it.
+            vol.populate_volumes(self.state, points, paths.rootfs)
+        return mounts
+
+    def _network(self, c: Container) -> runspec.NetworkPlacement:
+        mode = c.host_config.get("NetworkMode") or "default"
+        if mode == "host":
+            return runspec.NetworkPlacement(rs.HOST)
+        if mode.startswith("container:"):
+            other = self.get(mode.split(":", 1)[1])
+            if other.status != Status.RUNNING:
+                raise Conflict(f"cannot join network of a non running container: {other.short_id}")
+            return runspec.NetworkPlacement(f"/proc/{other.state['Pid']}/ns/net")
+        return runspec.NetworkPlacement(rs.PRIVATE)
+
+    def _spawn_supervisor(self, c: Container, paths: ContainerPaths, attach_first: bool) -> str:
+        read_fd, write_fd = os.pipe()
+        try:
+            cmd = [sys.executable, "-m", "berth.container.supervisor", str(self.state.root), c.id,
+                   str(write_fd)] + (["--attach-first"] if attach_first else [])
+            proc = subprocess.Popen(cmd, pass_fds=(write_fd,), start_new_session=True,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, cwd="/")
+            os.close(write_fd)
+            write_fd = -1
+            proc.wait()
+            with os.fdopen(read_fd, "rb", closefd=True) as r:
+                read_fd = -1
+                line = r.readline().decode().strip()
+        finally:
+            for fd in (read_fd, write_fd):
+                if fd >= 0:
+                    os.close(fd)
+        if not line:
+            raise BerthError(f"container supervisor failed to start; see {paths.supervisor_log}")
+        return line
+
+    # -- attach, wait -------------------------------------------------------------
+
+    def attach(self, ref: str, *, stdin: bool, stdout: bool, stderr: bool, rows: int = 0,
+               cols: int = 0) -> AttachConnection:
+        c = self.get(ref)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(self.paths(c.id).attach_socket))
+        except OSError:
+            sock.close()
+            raise Conflict("You cannot attach to a stopped container, start it first") from None
+        sock.sendall(proto.hello(stdin=stdin, stdout=stdout, stderr=stderr, rows=rows, cols=cols))
+        return AttachConnection(sock)
+
+    def wait(self, ref: str, condition: str = "not-running") -> int:
+        """Block until the container stops; its exit code (Docker's `wait`)."""
+        c = self.get(ref)
+        if c.status in SUPERVISED or (condition == "next-exit"):
+            self._wait_exit(c, None)
+        if condition == "removed":
+            while self.store.find(c.id) is not None:
+                time.sleep(0.05)
+            return c.state.get("ExitCode", 0)
+        return self.get(c.id).state.get("ExitCode", 0)
+
+    def _wait_exit(self, c: Container, timeout: float | None) -> bool:
+        """True once the container's process has exited (or the supervisor is gone)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            conn = self.attach(c.id, stdin=False, stdout=False, stderr=False)
+        except Conflict:
+            return True
+        try:
+            if deadline is not None:
+                conn.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            for kind, _ in conn.frames():
+                if kind == proto.EXIT:
+                    return True
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            conn.close()
+
+    # -- stop, kill, restart, pause -----------------------------------------------
+
+    def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> Container:
+        c = self.get(ref)
+        if c.status not in SUPERVISED:
+            return c
+        self.store.update_state(c.id, ManuallyStopped=True)
+        if timeout is None:
+            timeout = c.config.get("StopTimeout")
+            timeout = DEFAULT_STOP_TIMEOUT if timeout is None else timeout
+        sig = _signal_number(signal or c.config.get("StopSignal") or "SIGTERM")
+        if c.status == Status.PAUSED:
+            self.runtime(c).resume(c.id)
+        try:
+            self.runtime(c).kill(c.id, sig)
+        except (Conflict, NotFound):
+            pass
+        if timeout < 0 or not self._wait_exit(c, timeout if timeout >= 0 else None):
+            try:
+                self.runtime(c).kill(c.id, signals.SIGKILL, all=True)
+            except (Conflict, NotFound):
+                pass
+            self._wait_exit(c, None)
+        return self.get(c.id)
+
+    def kill(self, ref: str, signal: str | int = "KILL") -> None:
+        c = self.get(ref)
+        if c.status not in (Status.RUNNING, Status.PAUSED):
+            raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
+        sig = _signal_number(signal)
+        if c.status == Status.PAUSED and sig == signals.SIGKILL:
+            self.runtime(c).kill(c.id, sig, all=True)
+            self.runtime(c).resume(c.id)
+        else:
+            self.runtime(c).kill(c.id, sig)
+        if sig == signals.SIGKILL:
+            self._wait_exit(c, 10)
+
+    def restart(self, ref: str, timeout: int | None = None) -> Container:
+        c = self.stop(ref, timeout)
+        return self.start(c.id)
+
+    def pause(self, ref: str) -> None:
+        c = self.get(ref)
+        if c.status != Status.RUNNING:
+            raise Conflict(f"Container {c.id} is not running")
+        self.runtime(c).pause(c.id)
+        self.store.transition(c.id, Event.PAUSE)
+
+    def unpause(self, ref: str) -> None:
+        c = self.get(ref)
+        if c.status != Status.PAUSED:
+            raise Conflict(f"Container {c.id} is not paused")
+        self.runtime(c).resume(c.id)
+        self.store.transition(c.id, Event.UNPAUSE)
+
+    # -- remove -------------------------------------------------------------------
+
+    def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
+        c = self.get(ref)
+        if c.status in SUPERVISED:
+            if not force:
+                state = "paused" if c.status == Status.PAUSED else "running"
+                raise Conflict(f"cannot remove container \"/{c.name}\": container is {state}: "
+                               "stop the container before removing or force remove")
+            self.store.update_state(c.id, ManuallyStopped=True)
+            try:
+                self.runtime(c).kill(c.id, signals.SIGKILL, all=True)
+            except (Conflict, NotFound):
+                pass
+            if c.status == Status.PAUSED:
+                self.runtime(c).resume(c.id)
+            self._wait_exit(c, 30)
+            c = self.get(c.id)
+            if c.status in SUPERVISED:
+                raise Conflict(f"could not kill container {c.short_id}")
+        if c.host_config.get("AutoRemove") and c.status == Status.EXITED and self.store.find(c.id) is None:
+            return
+        if c.status != Status.REMOVING:
+            try:
+                self.store.transition(c.id, Event.REMOVE)
+            except NotFound:
+                return  # --rm removed it meanwhile
+        try:
+            remove_container(self.state, self.store, c, self.runtime(c), anonymous_volumes=volumes)
+        except BaseException:
+            self.store.transition(c.id, Event.REMOVE_FAILED)
+            raise
+
+    def exec(self, ref: str, cmd: list[str], *, tty: bool = False, env: list[str] = (), user: str = "",
+             workdir: str = "", privileged: bool = False, detach: bool = False, stdio=None,
+             console_socket: str | None = None) -> int:
+        """Run a process in a running container (docker exec); its exit code,
+        or its PID when detached."""
+        c = self.get(ref)
+        if c.status == Status.PAUSED:
+            raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+        if c.status != Status.RUNNING:
+            raise Conflict(f"container {c.id} is not running")
+        if not cmd:
+            raise InvalidArgument("No exec command specified")
+        paths = self.paths(c.id)
+        spec = json.loads((paths.bundle / "config.json").read_text())
+        u = resolve_user(paths.rootfs, user or c.config.get("User") or "")
+        config = dict(c.config, Tty=tty, Env=list(c.config.get("Env") or []) + list(env))
+        process = rs.exec_process_spec(spec, rs.ProcessOptions(
+            args=list(cmd), env=runspec.container_env(config, c.config["Hostname"]),
+            cwd=workdir or c.config.get("WorkingDir") or "/",
+            user=rs.User(uid=u.uid, gid=u.gid, additional_gids=u.additional_gids), terminal=tty),
+            privileged=privileged, host=rs.HostInfo.probe())
+        return self.runtime(c).exec(c.id, process, stdio=stdio, console_socket=console_socket,
+                                    detach=detach)
+
+    def rename(self, ref: str, new_name: str) -> None:
+        c = self.get(ref)
+        if c.name == new_name.lstrip("/"):
+            raise Conflict(f"Renaming a container with the same name as its current name")
+        self.store.rename(c.id, new_name)
+
+    def prune(self) -> tuple[list[str], int]:
+        removed, reclaimed = [], 0
+        for c in self.store.list():
+            c = self.reconcile(c)
+            if c.status in (Status.EXITED, Status.CREATED, Status.DEAD):
+                reclaimed += _du(self.paths(c.id).upper)
+                self.remove(c.id)
+                removed.append(c.id)
+        return removed, reclaimed
+
+    # -- reading --------------------------------------------------------------------
+
+    def list(self, *, all: bool = False, filters: dict[str, list[str]] | None = None,
+             limit: int = -1, size: bool = False) -> list[ContainerSummary]:
+        filters = filters or {}
+        allowed = {"id", "name", "status", "label", "exited", "ancestor", "before", "since",
+                   "volume", "network", "health", "is-task", "publish", "expose"}
+        for key in filters:
+            if key not in allowed:
+                raise InvalidArgument(f"invalid filter '{key}'")
+        out = []
+        containers = [self.reconcile(c) for c in self.store.list()]
+        anchors = {}
+        for key in ("before", "since"):
+            if key in filters:
+                anchors[key] = self.store.resolve(filters[key][0]).created
+        for c in containers:
+            if not all and c.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING) \
+                    and "status" not in filters and "exited" not in filters and limit <= 0:
+                continue
+            if not _matches(c, filters, anchors, self.images):
+                continue
+            out.append(self._summary(c, size))
+        if limit > 0:
+            out = out[:limit]
+        return out
+
+    def _summary(self, c: Container, size: bool) -> ContainerSummary:
+        cmd = runspec.shell_join([c.spec["Path"], *c.spec["Args"]])
+        return ContainerSummary(
+            id=c.id, names=["/" + c.name], image=c.spec["ImageName"], image_id=c.image_id,
+            command=cmd, created=c.created, status=human_status(c), state=c.status.value,
+            labels=c.config.get("Labels") or {},
+            size_rw=_du(self.paths(c.id).upper) if size else None,
+            size_root_fs=(self.images.get(c.image_id).size + _du(self.paths(c.id).upper)) if size else None,
+            mounts=c.spec.get("Mounts") or [],
+            networks=[c.host_config.get("NetworkMode") or "default"])
+
+    def inspect(self, ref: str, size: bool = False) -> dict:
+        c = self.get(ref)
+        paths = self.paths(c.id)
+        state = {k: v for k, v in c.state.items() if k not in ("RestartCount", "ManuallyStopped")}
+        hc = dict(c.host_config)
+        out = {
+            "Id": c.id,
+            "Created": _rfc3339(c.created),
+            "Path": c.spec["Path"],
+            "Args": c.spec["Args"],
+            "State": state,
+            "Image": c.image_id,
+            "ResolvConfPath": str(paths.resolv_conf),
+            "HostnamePath": str(paths.hostname),
+            "HostsPath": str(paths.hosts),
+            "LogPath": str(paths.log),
+            "Name": "/" + c.name,
+            "RestartCount": c.state.get("RestartCount", 0),
+            "Driver": "overlay",
+            "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "ExecIDs": None,
+            "HostConfig": hc,
+            "GraphDriver": {"Data": {"UpperDir": str(paths.upper), "WorkDir": str(paths.work),
+                                     "MergedDir": str(paths.rootfs)}, "Name": "overlay"},
+            "Mounts": c.spec.get("Mounts") or [],
+            "Config": c.config,
+            "NetworkSettings": {"Bridge": "", "SandboxID": "", "HairpinMode": False,
+                                "Ports": {}, "SandboxKey": "", "Networks": {}},
+        }
+        if size:
+            out["SizeRw"] = _du(paths.upper)
+            out["SizeRootFs"] = self.images.get(c.image_id).size + out["SizeRw"]
+        return out
+
+    def logs(self, ref: str, *, follow: bool = False, tail: int | None = None, since: float | None = None,
+             until: float | None = None):
+        c = self.get(ref)
+        paths = self.paths(c.id)
+
+        def stopped() -> bool:
+            return self.reconcile(self.store.get(c.id)).status not in SUPERVISED
+
+        return read_logs(paths.log, since=since, until=until, tail=tail, follow=follow, stop=stopped)
+
+
+def human_status(c: Container) -> str:
+    """Docker's State description for `ps`: Up 5 minutes, Exited (0) 3 seconds ago."""
+    now = time.time()
+    if c.status == Status.RUNNING:
+        return "Up " + _duration(now - parse_time(c.state.get("StartedAt")))
+    if c.status == Status.PAUSED:
+        return "Up " + _duration(now - parse_time(c.state.get("StartedAt"))) + " (Paused)"
+    if c.status == Status.RESTARTING:
+        return (f"Restarting ({c.state.get('ExitCode', 0)}) "
+                f"{_duration(now - parse_time(c.state.get('FinishedAt')))} ago")
+    if c.status == Status.EXITED:
+        return f"Exited ({c.state.get('ExitCode', 0)}) {_duration(now - parse_time(c.state.get('FinishedAt')))} ago"
+    if c.status == Status.REMOVING:
+        return "Removal In Progress"
+    if c.status == Status.DEAD:
+        return "Dead"
+    return "Created"
+
+
+def _duration(seconds: float) -> str:
+    return human_duration(max(0.0, seconds))
+
+
+def _matches(c: Container, filters: dict, anchors: dict, images: ImageStore) -> bool:
+    def any_of(key, pred):
+        values = filters.get(key)
+        return values is None or any(pred(v) for v in values)
+
+    if not any_of("id", lambda v: c.id.startswith(v)):
+        return False
+    if not any_of("name", lambda v: v.lstrip("/") in c.name):
+        return False
+    if not any_of("status", lambda v: v == c.status.value):
+        return False
+    if not any_of("exited", lambda v: c.status == Status.EXITED and str(c.state.get("ExitCode")) == v):
+        return False
+    labels = c.config.get("Labels") or {}
+    for spec in filters.get("label", []):
+        key, sep, value = spec.partition("=")
+        if key not in labels or (sep and labels[key] != value):
+            return False
+    if "ancestor" in filters:
+        ok = False
+        for v in filters["ancestor"]:
+            img = images.find(v)
+            if img is not None and img.id == c.image_id:
+                ok = True
+        if not ok:
+            return False
+    if "before" in anchors and not c.created < anchors["before"]:
+        return False
+    if "since" in anchors and not c.created > anchors["since"]:
+        return False
+    return True
+
+
+def _du(path: Path) -> int:
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for f in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _now() -> str:
+    return _rfc3339(time.time())
+
+
+def _rfc3339(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1e9):09d}Z"
+
+
+class ContainerFilesystem:
+    """diff, commit, export, top: a container's files and processes."""
+
+    def __init__(self, manager: ContainerManager):
+        self.containers = manager
+
+    def _lowers(self, c: Container) -> list[Path]:
+        images = self.containers.images
+        layers = images.layers(images.get(c.image_id))
+        chains = cfgmod.chain_ids([layer.diff_id for layer in layers])
+        return self.containers.layers.ensure([
+            (chain, (lambda d=layer.digest: self.containers.state.blobs.open(d)))
+            for chain, layer in zip(chains, layers)])
+
+    def changes(self, ref: str) -> list[tuple[str, str]]:
+        from berth.layer.diff import changes
+        c = self.containers.get(ref)
+        upper = self.containers.paths(c.id).upper
+        if not upper.exists():
+            return []
+        lowers = list(reversed(self._lowers(c)))
+        return [(ch.kind.symbol, ch.path) for ch in changes(upper, lowers)]
+
+    def commit(self, ref: str, *, tag=None, message: str = "", author: str = "", pause: bool = True,
+               change_config=lambda config: config):
+        """A new image: the container's image plus what the container wrote.
+
+        `change_config` applies `commit -c` instructions to the container's
+        Config (the Dockerfile layer above knows how); the result becomes the
+        image's config.
+        """
+        import tempfile
+
+        from berth.layer.diff import diff_tar
+        from berth.layer.ingest import ingest_layer
+
+        c = self.containers.get(ref)
+        paused_here = False
+        if pause and c.status == Status.RUNNING:
+            self.containers.pause(c.id)
+            paused_here = True
+        try:
+            images = self.containers.images
+            base = images.get(c.image_id)
+            base_cfg = images.config(base)
+            paths = self.containers.paths(c.id)
+            state = self.containers.state
+            with tempfile.TemporaryFile(dir=state.subdir("tmp")) as layer_tar:
+                paths.upper.mkdir(parents=True, exist_ok=True)
+                diff_tar(paths.upper, layer_tar)
+                layer_tar.seek(0)
+                with images.ingestion() as added:
+                    layer = ingest_layer(layer_tar, state.blobs, added=added)
+                    container_cfg = change_config(dict(c.config))
+                    container_cfg.pop("Hostname", None)
+                    created = cfgmod.now_rfc3339()
+                    history = list(base_cfg.get("history") or [])
+                    history.append({"created": created, "created_by": runspec.shell_join(
+                        [c.spec["Path"], *c.spec["Args"]]), **({"author": author} if author else {}),
+                        **({"comment": message} if message else {})})
+                    cfg = cfgmod.new_config(
+                        diff_ids=cfgmod.diff_ids(base_cfg) + [layer.diff_id], container_config=container_cfg,
+                        created=created, history=history, author=author, comment=message, parent=base_cfg)
+                    cfg["container"] = c.id
+                    return images.add(cfgmod.canonical_json(cfg), images.layers(base) + [layer],
+                                      tags=[tag] if tag else [], parent_id=base.id)
+        finally:
+            if paused_here:
+                self.containers.unpause(c.id)
+
+    def export(self, ref: str, out) -> None:
+        """The container's whole filesystem as one tar (docker export)."""
+        import tarfile
+
+        c = self.containers.get(ref)
+        paths = self.containers.paths(c.id)
+        mounted_here = False
+        if not is_mounted(paths.rootfs):
+            mount = self.containers.layers.rootfs_mount(self._lowers(c), paths.upper, paths.work)
+            paths.rootfs.mkdir(parents=True, exist_ok=True)
+            mount_rootfs(mount, paths.rootfs)
+            mounted_here = True
+        try:
+            with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                root = str(paths.rootfs)
+                for dirpath, dirnames, filenames in os.walk(root):
+                    dirnames.sort()
+                    rel = os.path.relpath(dirpath, root)
+                    for name in sorted(dirnames) + sorted(filenames):
+                        full = os.path.join(dirpath, name)
+                        arc = name if rel == "." else f"{rel}/{name}"
+                        ti = tar.gettarinfo(full, arc)
+                        ti.uname = ti.gname = ""
+                        if ti.isreg():
+                            with open(full, "rb") as f:
+                                tar.addfile(ti, f)
+                        else:
+                            tar.addfile(ti)
+        finally:
+            if mounted_here:
+                unmount(paths.rootfs)
+
+    def top(self, ref: str, ps_args: str = "-ef") -> dict:
+        """Docker's top: the host's `ps` output, limited to the container's processes."""
+        c = self.containers.get(ref)
+        if c.status not in (Status.RUNNING, Status.PAUSED):
+            raise Conflict(f"Container {c.id} is not running")
+        pids = _cgroup_pids(c.id)
+        proc = subprocess.run(["ps", *ps_args.split()], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise InvalidArgument(f"Error running ps: {proc.stderr.strip()}")
+        lines = proc.stdout.splitlines()
+        titles = lines[0].split()
+        try:
+            pid_col = titles.index("PID")
+        except ValueError:
+            raise InvalidArgument(f"Couldn't find PID field in ps output") from None
+        rows = []
+        for line in lines[1:]:
+            fields = line.split(None, len(titles) - 1)
+            if len(fields) > pid_col and fields[pid_col].isdigit() and int(fields[pid_col]) in pids:
+                rows.append(fields)
+        return {"Titles": titles, "Processes": rows}
+
+
+def _cgroup_pids(container_id: str) -> set[int]:
+    pids = set()
+    for base in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        path = f"{base}/berth/{container_id}/cgroup.procs"
+        try:
+            with open(path) as f:
+                pids |= {int(line) for line in f if line.strip()}
+        except OSError:
+            continue
+        if pids:
+            break
+    return pids

@@ -1,0 +1,5 @@
+import sys
+
+from berth.runtime.builtin.cli import main
+
+sys.exit(main())
