@@ -13,6 +13,7 @@ import shutil
 from berth.container import volumes as vol
 from berth.container.paths import ContainerPaths
 from berth.container.record import Container
+from berth.container.sandbox import run_release_hook
 from berth.container.store import ContainerStore
 from berth.errors import BerthError, NotFound
 from berth.runtime.builtin.linux import umount2
@@ -53,6 +54,7 @@ def release_resources(state: State, c: Container, runtime) -> None:
     vol.deactivate_mounts(state, mount_points(c), c.id)
     if paths.rootfs.exists():
         unmount(paths.rootfs)
+    run_release_hook(c.spec.get("ReleaseHook"), state.root, c.id)
 
 
 def remove_container(state: State, store: ContainerStore, c: Container, runtime, *,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import calendar
 import collections
+import fcntl
 import functools
 import gzip
 import itertools
@@ -41,7 +42,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Mapping
 
-from berth.errors import Conflict, InvalidArgument
+from berth.errors import Conflict, InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ LINE_LIMIT = 16 * 1024      # moby's copier buffer: longer lines are split
 _READ_BLOCK = 1 << 20
 _TAIL_BLOCK = 64 * 1024
 _SNAPSHOT_ATTEMPTS = 50
+_LOCK_WAIT = 1.0            # how long the writer or a reader waits for the other's flock
 _MARK = 64                  # longer than the end of an entry: ',"time":"<ns time>"}\n'
 _NS = 1_000_000_000
 
@@ -399,15 +401,24 @@ class JsonFileWriter:
             os.ftruncate(self._fd, 0)
             self._size = 0
             return
-        ext = ".gz" if self.compress else ""
-        _remove(f"{self.path}.{self.max_file - 1}{ext}")
-        for i in range(self.max_file - 1, 1, -1):
-            _rename(f"{self.path}.{i - 1}{ext}", f"{self.path}.{i}{ext}")
-        _rename(self.path, f"{self.path}.1")
-        # Open the new file before closing the old one: if it fails, logging
-        # carries on into the renamed file rather than stopping.
-        fd = _open_log(self.path, truncate=True)
-        os.close(self._fd)
+        # Readers hold a shared lock on the current file while they open the
+        # set (see _snapshot); the exclusive lock keeps them out while the
+        # files move.  A reader stuck for longer must not stall the
+        # container's output, so the rotation then goes ahead regardless.
+        _flock(self._fd, fcntl.LOCK_EX, _LOCK_WAIT)
+        try:
+            ext = ".gz" if self.compress else ""
+            _remove(f"{self.path}.{self.max_file - 1}{ext}")
+            for i in range(self.max_file - 1, 1, -1):
+                _rename(f"{self.path}.{i - 1}{ext}", f"{self.path}.{i}{ext}")
+            _rename(self.path, f"{self.path}.1")
+            # Open the new file before closing the old one: if that fails,
+            # logging carries on into the renamed file.
+            fd = _open_log(self.path, truncate=True)
+        except BaseException:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            raise
+        os.close(self._fd)      # and with it the lock
         self._fd = fd
         self._size = 0
         if self.compress:
@@ -659,53 +670,60 @@ def _open_plain(path: str) -> _Source | None:
         return None
 
 
-def _ino(path: str) -> int | None:
-    try:
-        return os.stat(path).st_ino
-    except FileNotFoundError:
-        return None
+def _flock(fd: int, operation: int, timeout: float) -> bool:
+    """Take a flock within ``timeout`` seconds; False if it stayed held by someone else."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.0005)
+
+
+def _open_rotated_all(path: str) -> list[_Source]:
+    """The rotated files, oldest first."""
+    rotated = []
+    for index in _rotated_indices(path):
+        src = _open_rotated(path, index)
+        if src is not None:         # vanished: a writer that did not wait for us
+            rotated.append(src)
+    return rotated
 
 
 def _snapshot(path: str) -> list[_Source]:
     """The log's files, oldest first, as one consistent set.
 
-    The last is the newest: the current file, or ``.1`` while a rotation has
-    moved the current file there and not yet created its successor.
-
-    A rotation renames files one by one; opening them while it runs could
-    skip a file.  So the newest file is opened first; holding it open also
-    keeps its inode number from being reused.  The rotated files are then
-    opened oldest first.  If the same file is still newest afterwards, no
-    rotation finished in between, and one still running has left a slot
-    empty (``.1`` stays free until the current file moves there), which
-    makes an open fail: either way the set is taken again.
+    A rotation renames the files one by one, holding an exclusive flock on
+    the file it moves out of the way (see ``JsonFileWriter._rotate``); so
+    while a reader holds a shared lock on the current file, and the path
+    still names it, the rotated files stay where they are.
     """
-    for attempt in range(_SNAPSHOT_ATTEMPTS, 0, -1):
+    for _ in range(_SNAPSHOT_ATTEMPTS):
         current = _open_plain(path)
-        newest = current or _open_plain(f"{path}.1")
-        rotated: list[_Source] = []
-        ok = True
-        for index in _rotated_indices(path):
-            src = _open_rotated(path, index)
-            if src is None:
-                ok = False
+        if current is None:
+            # No log (yet, or any more), or a rotation has just moved the
+            # current file to .1 and holds its lock until the next exists.
+            moved = _open_plain(f"{path}.1")
+            if moved is not None:
+                _flock(moved.file.fileno(), fcntl.LOCK_SH, _LOCK_WAIT)
+                moved.close()
+            if os.path.exists(path):
                 continue
-            rotated.append(src)
-        ok = ok and _ino(path) == (current.ino if current else None)
-        ok = ok and (current is not None or _ino(f"{path}.1") == (newest.ino if newest else None))
-        if ok or attempt == 1:
-            if not ok:
-                # Rotating faster than a snapshot can be taken (megabytes a
-                # second into a tiny max-size): better a file missing from
-                # the middle than no logs at all.
-                log.debug("log %s rotates too fast for a consistent read", path)
-            if newest is not None and newest is not current:
-                newest.close()
-            return rotated + ([current] if current else [])
-        for src in {id(s): s for s in (*rotated, current, newest) if s is not None}.values():
-            src.close()
-        time.sleep(0.001)
-    raise AssertionError("unreachable")
+            return _open_rotated_all(path)
+        locked = _flock(current.file.fileno(), fcntl.LOCK_SH, _LOCK_WAIT)
+        try:
+            if os.stat(path).st_ino == current.ino or not locked:
+                return _open_rotated_all(path) + [current]
+        except FileNotFoundError:
+            pass
+        finally:
+            if locked:
+                fcntl.flock(current.file.fileno(), fcntl.LOCK_UN)
+        current.close()     # rotated before we had the lock: look again
+    raise Unavailable(f"cannot read {path}: the log keeps rotating")
 
 
 class _Window:

@@ -28,6 +28,7 @@ from berth.container.logs import read_logs
 from berth.container.mounting import mount_rootfs
 from berth.container.paths import ContainerPaths
 from berth.container.record import ZERO_TIME, Container, initial_state, new_id, random_name
+from berth.container.sandbox import LocalSandboxes, Placement, SandboxProvider
 from berth.container.runtimes import runtime_for, validate as validate_runtime
 from berth.container.states import SUPERVISED, Event, Status
 from berth.container.store import ContainerStore, validate_name
@@ -160,11 +161,12 @@ class AttachConnection:
 
 
 class ContainerManager:
-    def __init__(self, state: State, images: ImageStore):
+    def __init__(self, state: State, images: ImageStore, sandboxes: SandboxProvider | None = None):
         self.state = state
         self.images = images
         self.store = ContainerStore(state.db)
         self.layers = LayerCache(state.root)
+        self.sandboxes = sandboxes or LocalSandboxes(self.get)
 
     def paths(self, container_id: str) -> ContainerPaths:
         return ContainerPaths(self.state.root, container_id)
@@ -301,13 +303,19 @@ class ContainerManager:
         user = resolve_user(paths.rootfs, cfg.get("User") or "", hc.get("GroupAdd") or [])
         if cfg.get("WorkingDir"):
             make_dirs(paths.rootfs, cfg["WorkingDir"])
-        self._write_etc_files(c, paths)
+        placement = self.sandboxes.prepare(c)
+        if placement.release_hook != c.spec.get("ReleaseHook"):
+            c.spec["ReleaseHook"] = placement.release_hook
+            self.store.update_spec(c.id, c.spec)
+        self._write_etc_files(c, paths, placement)
         mounts = self._mounts(c, paths)
-        network = self._network(c)
+        network = runspec.NetworkPlacement(placement.netns)
         seccomp_profile = None
         for opt in hc.get("SecurityOpt") or []:
             if opt.startswith("seccomp=") and opt[8:] != "unconfined":
                 seccomp_profile = json.loads(opt[8:]) if opt[8:].lstrip().startswith("{") else None
+        if placement.env:  # link variables come first; the user's own override them
+            cfg = dict(cfg, Env=list(placement.env) + list(cfg.get("Env") or []))
         spec = runspec.build(container_id=c.id, config=cfg, host_config=hc, path=c.spec["Path"],
                              args=c.spec["Args"], user=user, mounts=mounts, network=network,
                              hostname=cfg["Hostname"], seccomp_profile=seccomp_profile)
@@ -316,18 +324,20 @@ class ContainerManager:
         tmp.write_text(json.dumps(spec))
         os.replace(tmp, paths.bundle / "config.json")
 
-    def _write_etc_files(self, c: Container, paths: ContainerPaths) -> None:
+    def _write_etc_files(self, c: Container, paths: ContainerPaths, placement: Placement) -> None:
         hostname = c.config["Hostname"]
         paths.hostname.write_text(hostname + "\n")
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
                  "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
                  "ff02::2\tip6-allrouters"]
+        for address, names in placement.hosts:
+            lines.append(f"{address}\t{names}")
         for extra in c.host_config.get("ExtraHosts") or []:
             host, _, ip = extra.partition(":")
             lines.append(f"{ip}\t{host}")
         paths.hosts.write_text("\n".join(lines) + "\n")
         try:
-            resolv = Path("/etc/resolv.conf").read_text()
+            resolv = placement.resolv_conf or Path("/etc/resolv.conf").read_text()
         except OSError:
             resolv = ""
         dns = c.host_config.get("Dns") or []
@@ -346,17 +356,6 @@ class ContainerManager:
             # root filesystem is first mounted here, so the first start does it.
             vol.populate_volumes(self.state, points, paths.rootfs)
         return mounts
-
-    def _network(self, c: Container) -> runspec.NetworkPlacement:
-        mode = c.host_config.get("NetworkMode") or "default"
-        if mode == "host":
-            return runspec.NetworkPlacement(rs.HOST)
-        if mode.startswith("container:"):
-            other = self.get(mode.split(":", 1)[1])
-            if other.status != Status.RUNNING:
-                raise Conflict(f"cannot join network of a non running container: {other.short_id}")
-            return runspec.NetworkPlacement(f"/proc/{other.state['Pid']}/ns/net")
-        return runspec.NetworkPlacement(rs.PRIVATE)
 
     def _spawn_supervisor(self, c: Container, paths: ContainerPaths, attach_first: bool) -> str:
         read_fd, write_fd = os.pipe()
@@ -589,7 +588,8 @@ class ContainerManager:
             size_rw=_du(self.paths(c.id).upper) if size else None,
             size_root_fs=(self.images.get(c.image_id).size + _du(self.paths(c.id).upper)) if size else None,
             mounts=c.spec.get("Mounts") or [],
-            networks=[c.host_config.get("NetworkMode") or "default"])
+            networks=list(self.sandboxes.settings(c).get("Networks") or {}),
+            ports=self.sandboxes.ports(c))
 
     def inspect(self, ref: str, size: bool = False) -> dict:
         c = self.get(ref)
@@ -620,8 +620,7 @@ class ContainerManager:
                                      "MergedDir": str(paths.rootfs)}, "Name": "overlay"},
             "Mounts": c.spec.get("Mounts") or [],
             "Config": c.config,
-            "NetworkSettings": {"Bridge": "", "SandboxID": "", "HairpinMode": False,
-                                "Ports": {}, "SandboxKey": "", "Networks": {}},
+            "NetworkSettings": self.sandboxes.settings(c),
         }
         if size:
             out["SizeRw"] = _du(paths.upper)
