@@ -31,7 +31,7 @@ def build_parser() -> CommandParser:
                         help="Root directory of berth's state (default /var/lib/berth)")
     parser.add_argument("-D", "--debug", action="store_true", help="Show tracebacks on errors")
     parser.add_argument("-v", "--version", action="store_true", help="Print version information and quit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
+    sub = parser.add_subparsers(dest="command_name", metavar="COMMAND", parser_class=CommandParser)
     for module in COMMAND_MODULES:
         module.register(sub)
     return parser
@@ -54,7 +54,7 @@ def run(argv: list[str]) -> int:
     if args.version:
         print(f"berth version {berth.__version__}, API {berth.API_VERSION}")
         return 0
-    if not args.command:
+    if not args.command_name:
         parser.print_help()
         return 0
     engine = None

@@ -18,8 +18,9 @@ logs read ours and the reverse:
   last entry in the gzip header, as moby's loggerutils does.
 
 Writer and readers are usually different processes (the supervisor writes,
-``logs`` reads), so readers take a consistent snapshot of the rotated set by
-re-checking it rather than by locking the writer.
+``logs`` reads).  They agree through flock(2) on the current file: a
+rotation holds it exclusively while it moves files, a reader shares it while
+it opens the set, so a reader never sees a file twice or misses one.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Mapping
 
-from berth.errors import Conflict, InvalidArgument, Unavailable
+from berth.errors import Conflict, InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -125,17 +126,22 @@ def _escape(data: bytes, end: int) -> bytes:
 
 def encode_entry(stream: str, log_bytes: bytes, ns: int) -> bytes:
     """One json-file line (with its trailing newline) for ``log_bytes`` written at ``ns``."""
-    parts = [b"{"]
-    if log_bytes:
-        if log_bytes.endswith(b"\n"):
-            parts += (b'"log":"', _escape(log_bytes, len(log_bytes) - 1), b'\\n",')
-        else:
-            parts += (b'"log":"', _escape(log_bytes, len(log_bytes)), b'",')
+    if not log_bytes:
+        return b"{" + _tail_fields(stream, ns)[1:]
+    if log_bytes.endswith(b"\n"):
+        return b'{"log":"' + _escape(log_bytes, len(log_bytes) - 1) + b'\\n"' + _tail_fields(stream, ns)
+    return b'{"log":"' + _escape(log_bytes, len(log_bytes)) + b'"' + _tail_fields(stream, ns)
+
+
+# The lines of one chunk of output share their stream and time.
+@functools.lru_cache(maxsize=16)
+def _tail_fields(stream: str, ns: int) -> bytes:
+    """``,"stream":"...","time":"..."}`` and the newline ending an entry."""
+    fields = b""
     if stream:
         raw = stream.encode()
-        parts += (b'"stream":"', _escape(raw, len(raw)), b'",')
-    parts += (b'"time":"', format_time(ns).encode(), b'"}\n')
-    return b"".join(parts)
+        fields = b',"stream":"' + _escape(raw, len(raw)) + b'"'
+    return fields + b',"time":"' + format_time(ns).encode() + b'"}\n'
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,16 +215,12 @@ class JsonFileOptions:
         max_size = None
         if "max-size" in opts:
             max_size = parse_human_size(opts["max-size"])
-            if max_size <= 0:
-                raise InvalidArgument("max-size must be a positive number")
         max_file = 1
         if "max-file" in opts:
             value = opts["max-file"]
             if not re.fullmatch(r"[+-]?\d+", value):
                 raise InvalidArgument(f'strconv.Atoi: parsing "{value}": invalid syntax')
             max_file = int(value)
-            if max_file < 1:
-                raise InvalidArgument("max-file cannot be less than 1")
         compress = False
         if "compress" in opts:
             value = opts["compress"]
@@ -226,10 +228,18 @@ class JsonFileOptions:
                 compress = True
             elif value not in ("0", "f", "F", "FALSE", "false", "False"):
                 raise InvalidArgument(f'strconv.ParseBool: parsing "{value}": invalid syntax')
-            if compress and (max_file == 1 or max_size is None):
-                raise InvalidArgument("compress cannot be true when max-file is less than 2 "
-                                      "or max-size is not set")
+        _check_options(max_size, max_file, compress)
         return cls(max_size, max_file, compress)
+
+
+def _check_options(max_size: int | None, max_file: int, compress: bool) -> None:
+    if max_size is not None and max_size <= 0:
+        raise InvalidArgument("max-size must be a positive number")
+    if max_file < 1:
+        raise InvalidArgument("max-file cannot be less than 1")
+    if compress and (max_file == 1 or max_size is None):
+        raise InvalidArgument("compress cannot be true when max-file is less than 2 "
+                              "or max-size is not set")
 
 
 _DECIMAL_UNITS = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15}
@@ -279,13 +289,7 @@ class JsonFileWriter:
 
     def __init__(self, path: str | os.PathLike, *, max_size: int | None = None, max_file: int = 1,
                  compress: bool = False):
-        if max_size is not None and max_size <= 0:
-            raise InvalidArgument("max-size must be a positive number")
-        if max_file < 1:
-            raise InvalidArgument("max-file cannot be less than 1")
-        if compress and (max_file == 1 or max_size is None):
-            raise InvalidArgument("compress cannot be true when max-file is less than 2 "
-                                  "or max-size is not set")
+        _check_options(max_size, max_file, compress)
         self.path = os.fspath(path)
         self.max_size = max_size
         self.max_file = max_file
@@ -443,14 +447,11 @@ class JsonFileWriter:
         if os.path.exists(source + ".gz"):
             _remove(source)             # killed between the rename and the unlink
             return
-        last_ns = 0
-        with open(source, "rb") as f:
-            for line in _reverse_lines(f.fileno(), os.fstat(f.fileno()).st_size):
-                entry = decode_entry(line)
-                if entry is not None:
-                    last_ns = entry.time_ns
-                    break
-        self._start_compression(source, last_ns)
+        rotated = _open_plain(source)
+        if rotated is not None:
+            last_ns = rotated.last_ns() or 0
+            rotated.close()
+            self._start_compression(source, last_ns)
 
 
 def _open_log(path: str, *, truncate: bool) -> int:
@@ -697,33 +698,45 @@ def _snapshot(path: str) -> list[_Source]:
     """The log's files, oldest first, as one consistent set.
 
     A rotation renames the files one by one, holding an exclusive flock on
-    the file it moves out of the way (see ``JsonFileWriter._rotate``); so
-    while a reader holds a shared lock on the current file, and the path
-    still names it, the rotated files stay where they are.
+    the file it moves out of the way until its successor exists (see
+    ``JsonFileWriter._rotate``); so while a reader holds a shared lock on
+    the current file, and the path still names it, the rotated files stay
+    where they are.
     """
     for _ in range(_SNAPSHOT_ATTEMPTS):
         current = _open_plain(path)
         if current is None:
-            # No log (yet, or any more), or a rotation has just moved the
-            # current file to .1 and holds its lock until the next exists.
+            if not _rotated_indices(path) and not os.path.exists(path):
+                return []               # no log, not even a rotated one
+            # A rotation has moved the current file to .1 and holds its
+            # lock until the next one exists: wait for that, then look again.
             moved = _open_plain(f"{path}.1")
-            if moved is not None:
+            if moved is None:
+                time.sleep(0.001)
+            else:
                 _flock(moved.file.fileno(), fcntl.LOCK_SH, _LOCK_WAIT)
                 moved.close()
-            if os.path.exists(path):
-                continue
-            return _open_rotated_all(path)
+            continue
         locked = _flock(current.file.fileno(), fcntl.LOCK_SH, _LOCK_WAIT)
         try:
-            if os.stat(path).st_ino == current.ino or not locked:
+            if not locked or _same_file(path, current):
                 return _open_rotated_all(path) + [current]
-        except FileNotFoundError:
-            pass
         finally:
             if locked:
                 fcntl.flock(current.file.fileno(), fcntl.LOCK_UN)
         current.close()     # rotated before we had the lock: look again
-    raise Unavailable(f"cannot read {path}: the log keeps rotating")
+    # A writer gone in the middle of a rotation leaves no current file; or
+    # the log rotates faster than we can lock it.  Better some logs than none.
+    log.debug("no consistent view of %s; reading it as it is", path)
+    current = _open_plain(path)
+    return _open_rotated_all(path) + ([current] if current else [])
+
+
+def _same_file(path: str, source: _Source) -> bool:
+    try:
+        return os.stat(path).st_ino == source.ino
+    except FileNotFoundError:
+        return False
 
 
 class _Window:
@@ -892,7 +905,8 @@ class _Follower:
         The files newer than the one followed are read whole, except the
         newest, which is then followed from its start.
         """
-        # The writer closes a file before renaming it, so what is in it now is final.
+        # Once the path names another file, the writer is done with ours:
+        # read its last entries first.
         yield self._read_new()
         old = self.current
         sources = _snapshot(self.path)

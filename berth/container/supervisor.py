@@ -31,7 +31,7 @@ from pathlib import Path
 
 from berth.container import protocol as proto
 from berth.container.cleanup import release_resources, remove_container
-from berth.container.logs import JsonFileWriter
+from berth.container.logs import JsonFileOptions, JsonFileWriter
 from berth.container.paths import ContainerPaths
 from berth.container.record import ZERO_TIME
 from berth.container.runtimes import runtime_for
@@ -85,9 +85,10 @@ class Supervisor:
         self.open_stdin = bool(self.container.config.get("OpenStdin"))
         self.stdin_once = bool(self.container.config.get("StdinOnce"))
         self.runtime = runtime_for(self.container.host_config.get("Runtime"), self.paths.runtime_root)
-        log_opts = (self.container.host_config.get("LogConfig") or {}).get("Config") or {}
-        self.log = JsonFileWriter(self.paths.log, max_size=_size(log_opts.get("max-size")),
-                                  max_file=int(log_opts.get("max-file", "1")))
+        log_opts = JsonFileOptions.from_log_opts(
+            (self.container.host_config.get("LogConfig") or {}).get("Config") or {})
+        self.log = JsonFileWriter(self.paths.log, max_size=log_opts.max_size,
+                                  max_file=log_opts.max_file, compress=log_opts.compress)
         self.sel = selectors.DefaultSelector()
         self.clients: list[Client] = []
         self.pending: dict[int, Client] = {}
@@ -189,6 +190,12 @@ class Supervisor:
         for c in self.clients:
             c.send(proto.frame(proto.STARTED, str(self.init_pid).encode()))
         self.pump()
+        self.oom_killed = _oom_killed(self.paths.bundle)  # read before delete removes the cgroup
+        try:
+            # The runtime's record of this run must go before a restart creates the next.
+            self.runtime.delete(self.id, force=True)
+        except BerthError:
+            pass
         status = self.init_status or 0
         code = os.waitstatus_to_exitcode(status)
         return 128 - code if code < 0 else code
@@ -277,12 +284,12 @@ class Supervisor:
 
     def close_output(self, fd: int) -> None:
         if fd in self.outputs:
-            del self.outputs[fd]
+            stream = self.outputs.pop(fd)
             self.sel.unregister(fd)
             if fd != self.master_fd:
                 os.close(fd)
-        if not self.outputs:
-            self.log.flush_partial()
+            # Each stream ends on its own: its unfinished last line is logged now.
+            self.log.flush_partial("stdout" if stream == proto.STDOUT else "stderr")
 
     def close_stdio(self) -> None:
         for fd in {self.stdin_fd, self.master_fd} - {None}:
@@ -380,7 +387,7 @@ class Supervisor:
         return False
 
     def finish(self, exit_code: int) -> None:
-        oom = _oom_killed(self.paths.bundle)
+        oom = getattr(self, "oom_killed", False)
         release_resources(self.state, self.container, self.runtime)
         current = self.store.get(self.id)
         event = Event.DIE
@@ -405,14 +412,6 @@ def _set_winsize(fd: int, rows: int, cols: int) -> None:
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     except OSError:
         pass
-
-
-def _size(text: str | None) -> int | None:
-    if not text:
-        return None
-    units = {"k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
-    text = text.lower().rstrip("b")
-    return int(float(text[:-1]) * units[text[-1]]) if text[-1:] in units else int(text)
 
 
 def _oom_killed(bundle: Path) -> bool:

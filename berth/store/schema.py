@@ -69,3 +69,62 @@ MIGRATIONS.append(
     )
     """
 )
+
+MIGRATIONS.append(
+    # 3: networks.  An attachment says a container belongs to a network; its
+    # endpoint columns (address, veth) are set only while the container's
+    # network namespace exists.  Attachments, links and published ports are
+    # not tied to the containers table by a foreign key: they are released
+    # after a container's row is gone, and swept then.
+    """
+    CREATE TABLE networks (
+        id TEXT PRIMARY KEY,              -- 64 hex digits
+        name TEXT NOT NULL UNIQUE,
+        driver TEXT NOT NULL,             -- bridge, host, null
+        created REAL NOT NULL,
+        subnet TEXT,                      -- CIDR, chosen at create (at first use for "bridge")
+        gateway TEXT,
+        subnet_auto INTEGER NOT NULL DEFAULT 1,   -- berth chose it: may move while the network is unused
+        internal INTEGER NOT NULL DEFAULT 0,
+        attachable INTEGER NOT NULL DEFAULT 0,
+        labels TEXT NOT NULL DEFAULT '{}',
+        options TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE network_attachments (
+        network_id TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+        container_id TEXT NOT NULL,
+        aliases TEXT NOT NULL DEFAULT '[]',   -- JSON: --network-alias
+        position INTEGER NOT NULL DEFAULT 0,  -- order of connection: eth0, eth1, ...
+        endpoint_id TEXT,
+        ip TEXT,
+        mac TEXT,
+        veth TEXT,                        -- host side of the pair
+        activated REAL,
+        PRIMARY KEY (network_id, container_id)
+    );
+    CREATE UNIQUE INDEX network_attachments_ip ON network_attachments(network_id, ip);
+    CREATE INDEX network_attachments_container ON network_attachments(container_id);
+    CREATE TABLE container_links (
+        container_id TEXT NOT NULL,       -- the linking container
+        alias TEXT NOT NULL,
+        target_id TEXT NOT NULL,
+        network_id TEXT NOT NULL,
+        PRIMARY KEY (container_id, alias)
+    );
+    CREATE TABLE published_ports (
+        container_id TEXT NOT NULL,
+        proto TEXT NOT NULL,              -- tcp, udp, sctp
+        container_port INTEGER NOT NULL,
+        host_ip TEXT NOT NULL,            -- '' for every address
+        host_port INTEGER NOT NULL,
+        PRIMARY KEY (proto, host_ip, host_port)
+    );
+    CREATE INDEX published_ports_container ON published_ports(container_id);
+    INSERT INTO networks (id, name, driver, created)
+        VALUES (lower(hex(randomblob(32))), 'bridge', 'bridge', (julianday('now') - 2440587.5) * 86400.0);
+    INSERT INTO networks (id, name, driver, created)
+        VALUES (lower(hex(randomblob(32))), 'host', 'host', (julianday('now') - 2440587.5) * 86400.0);
+    INSERT INTO networks (id, name, driver, created)
+        VALUES (lower(hex(randomblob(32))), 'none', 'null', (julianday('now') - 2440587.5) * 86400.0)
+    """
+)

@@ -45,7 +45,7 @@ def runtime(request, tmp_path_factory):
         if shutil.which("runc") is None:
             pytest.skip("runc is not installed")
         return OCIRuntime("runc", state_root=state_root)
-    reason = crun_unusable(state_root)
+    reason = crun_unusable()
     if reason:
         pytest.skip(reason)
     return OCIRuntime("crun", state_root=state_root)

@@ -115,7 +115,9 @@ def cmd_info(engine, args):
 
 
 def cmd_inspect(engine, args):
-    lookups = {"image": engine.images.inspect}
+    # The docker CLI's order when no --type is given: containers first.
+    lookups = {"container": lambda name: engine.containers.inspect(name, size=args.size),
+               "image": engine.images.inspect, "volume": engine.volumes.inspect}
     if args.type:
         lookup = lookups.get(args.type)
         if lookup is None:
