@@ -95,3 +95,38 @@ def busybox_rootfs_tar(path: Path) -> Path:
 def busybox_tar(tmp_path_factory):
     return busybox_rootfs_tar(tmp_path_factory.mktemp("busybox") / "busybox.tar")
 from dockerd import docker  # noqa: F401,E402  (session fixture: a private dockerd)
+
+
+# -- the suite must leave nothing behind -------------------------------------------
+
+def _berth_cgroups() -> set[str]:
+    found = set()
+    base = Path("/sys/fs/cgroup")
+    for parent in [base / "berth", *base.glob("*/berth")]:
+        if parent.is_dir():
+            found |= {str(p) for p in parent.iterdir() if p.is_dir()}
+    return found
+
+
+def _test_mounts() -> list[str]:
+    with open("/proc/mounts") as f:
+        return [line.split()[1] for line in f if "/pytest-of-" in line.split()[1]]
+
+
+def _test_supervisors() -> list[str]:
+    out = subprocess.run(["pgrep", "-af", "berth.container.supervisor /tmp/pytest-of-"],
+                         capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line]
+
+
+def pytest_sessionstart(session):
+    session.config._berth_cgroups_before = _berth_cgroups()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run if any test left mounts, cgroups or supervisors behind."""
+    leaks = _test_mounts() + _test_supervisors() + sorted(
+        _berth_cgroups() - getattr(session.config, "_berth_cgroups_before", set()))
+    if leaks:
+        print("\nLEAKS left by the test suite:\n  " + "\n  ".join(leaks))
+        session.exitstatus = 1

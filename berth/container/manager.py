@@ -23,6 +23,7 @@ from typing import Iterator
 from berth.container import protocol as proto
 from berth.container import volumes as vol
 from berth.container import runspec
+from berth.container.events import emit_container_event
 from berth.container.cleanup import is_mounted, release_resources, remove_container, unmount
 from berth.container.logs import read_logs
 from berth.container.mounting import mount_rootfs
@@ -168,6 +169,9 @@ class ContainerManager:
         self.layers = LayerCache(state.root)
         self.sandboxes = sandboxes or LocalSandboxes(self.get)
 
+    def event(self, c: Container, action: str, **extra) -> None:
+        emit_container_event(self.state, c, action, **extra)
+
     def paths(self, container_id: str) -> ContainerPaths:
         return ContainerPaths(self.state.root, container_id)
 
@@ -257,6 +261,7 @@ class ContainerManager:
         c.spec["MountPoints"] = records
         c.spec["Mounts"] = [vol.MountPoint.from_record(r).inspect() for r in records]
         self.store.update_spec(c.id, c.spec)
+        self.event(c, "create")
         return c
 
     # -- start ------------------------------------------------------------------
@@ -391,6 +396,8 @@ class ContainerManager:
             sock.close()
             raise Conflict("You cannot attach to a stopped container, start it first") from None
         sock.sendall(proto.hello(stdin=stdin, stdout=stdout, stderr=stderr, rows=rows, cols=cols))
+        if stdin or stdout or stderr:
+            self.event(c, "attach")
         return AttachConnection(sock)
 
     def wait(self, ref: str, condition: str = "not-running") -> int:
@@ -446,6 +453,7 @@ class ContainerManager:
             except (Conflict, NotFound):
                 pass
             self._wait_exit(c, None)
+        self.event(c, "stop")
         return self.get(c.id)
 
     def kill(self, ref: str, signal: str | int = "KILL") -> None:
@@ -453,6 +461,7 @@ class ContainerManager:
         if c.status not in (Status.RUNNING, Status.PAUSED):
             raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
         sig = _signal_number(signal)
+        self.event(c, "kill", signal=str(sig))
         if c.status == Status.PAUSED and sig == signals.SIGKILL:
             self.runtime(c).kill(c.id, sig, all=True)
             self.runtime(c).resume(c.id)
@@ -463,7 +472,9 @@ class ContainerManager:
 
     def restart(self, ref: str, timeout: int | None = None) -> Container:
         c = self.stop(ref, timeout)
-        return self.start(c.id)
+        c = self.start(c.id)
+        self.event(c, "restart")
+        return c
 
     def pause(self, ref: str) -> None:
         c = self.get(ref)
@@ -471,6 +482,7 @@ class ContainerManager:
             raise Conflict(f"Container {c.id} is not running")
         self.runtime(c).pause(c.id)
         self.store.transition(c.id, Event.PAUSE)
+        self.event(c, "pause")
 
     def unpause(self, ref: str) -> None:
         c = self.get(ref)
@@ -478,6 +490,7 @@ class ContainerManager:
             raise Conflict(f"Container {c.id} is not paused")
         self.runtime(c).resume(c.id)
         self.store.transition(c.id, Event.UNPAUSE)
+        self.event(c, "unpause")
 
     # -- remove -------------------------------------------------------------------
 
@@ -511,6 +524,7 @@ class ContainerManager:
         except BaseException:
             self.store.transition(c.id, Event.REMOVE_FAILED)
             raise
+        self.event(c, "destroy")
 
     def exec(self, ref: str, cmd: list[str], *, tty: bool = False, env: list[str] = (), user: str = "",
              workdir: str = "", privileged: bool = False, detach: bool = False, stdio=None,
@@ -533,14 +547,21 @@ class ContainerManager:
             cwd=workdir or c.config.get("WorkingDir") or "/",
             user=rs.User(uid=u.uid, gid=u.gid, additional_gids=u.additional_gids), terminal=tty),
             privileged=privileged, host=rs.HostInfo.probe())
-        return self.runtime(c).exec(c.id, process, stdio=stdio, console_socket=console_socket,
-                                    detach=detach)
+        command = " ".join(cmd)
+        self.event(c, f"exec_create: {command}")
+        self.event(c, f"exec_start: {command}")
+        result = self.runtime(c).exec(c.id, process, stdio=stdio, console_socket=console_socket,
+                                      detach=detach)
+        if not detach:
+            self.event(c, "exec_die", exitCode=str(result))
+        return result
 
     def rename(self, ref: str, new_name: str) -> None:
         c = self.get(ref)
         if c.name == new_name.lstrip("/"):
             raise Conflict(f"Renaming a container with the same name as its current name")
         self.store.rename(c.id, new_name)
+        self.event(self.store.get(c.id), "rename", oldName="/" + c.name)
 
     def prune(self) -> tuple[list[str], int]:
         removed, reclaimed = [], 0

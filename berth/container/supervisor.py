@@ -37,6 +37,7 @@ from berth.container.record import ZERO_TIME
 from berth.container.runtimes import runtime_for
 from berth.container.states import Event, Status
 from berth.container.store import ContainerStore
+from berth.container.events import emit_container_event
 from berth.errors import BerthError, CommandNotFound, NotExecutable
 from berth.runtime.interface import ConsoleSocket, Stdio, set_child_subreaper
 from berth.store.state import State
@@ -149,6 +150,7 @@ class Supervisor:
             count = self.container.state.get("RestartCount", 0) + 1
             self.store.transition(self.id, Event.RESTART, RestartCount=count, ExitCode=exit_code,
                                   FinishedAt=rfc3339_now(), Pid=0)
+            emit_container_event(self.state, self.container, "die", exitCode=str(exit_code))
             self.broadcast_exit(exit_code)
             # A container that ran for a while restarts at once (Docker resets
             # the backoff after 10 s of running).
@@ -185,12 +187,15 @@ class Supervisor:
             return None
         self.store.transition(self.id, Event.START, Pid=self.init_pid, StartedAt=rfc3339_now(),
                               ExitCode=0, Error="", OOMKilled=False, FinishedAt=ZERO_TIME)
+        emit_container_event(self.state, self.container, "start")
         self.report(f"started {self.init_pid}")
         self.close_report()
         for c in self.clients:
             c.send(proto.frame(proto.STARTED, str(self.init_pid).encode()))
         self.pump()
         self.oom_killed = _oom_killed(self.paths.bundle)  # read before delete removes the cgroup
+        if self.oom_killed:
+            emit_container_event(self.state, self.container, "oom")
         try:
             # The runtime's record of this run must go before a restart creates the next.
             self.runtime.delete(self.id, force=True)
@@ -389,15 +394,12 @@ class Supervisor:
     def finish(self, exit_code: int) -> None:
         oom = getattr(self, "oom_killed", False)
         release_resources(self.state, self.container, self.runtime)
-        current = self.store.get(self.id)
-        event = Event.DIE
-        if current.status == Status.RESTARTING:
-            # Stopped during the backoff: there is no process to wait for.
-            pass
-        self.store.transition(self.id, event, ExitCode=exit_code, FinishedAt=rfc3339_now(), Pid=0,
+        self.store.transition(self.id, Event.DIE, ExitCode=exit_code, FinishedAt=rfc3339_now(), Pid=0,
                               OOMKilled=oom)
+        emit_container_event(self.state, self.container, "die", exitCode=str(exit_code))
         if self.container.host_config.get("AutoRemove"):
             remove_container(self.state, self.store, self.container, self.runtime, anonymous_volumes=True)
+            emit_container_event(self.state, self.container, "destroy")
         self.broadcast_exit(exit_code)
         self.close_report()
 

@@ -125,8 +125,9 @@ class ImageService:
             config = cfgmod.new_config(
                 diff_ids=[layer.diff_id], container_config=container_config, created=created,
                 comment=comment, history=[{"created": created, "comment": comment}])
-            return self.store.add(cfgmod.canonical_json(config), [layer],
-                                  tags=[tag] if tag else [])
+            image = self.store.add(cfgmod.canonical_json(config), [layer], tags=[tag] if tag else [])
+        self._event("import", image.id, name=tag.familiar() if tag else image.id)
+        return image
 
     def insert(self, name: str, source: str, path: str, *, stdin: BinaryIO | None = None) -> Image:
         """Docker 0.7's `insert`: a new image with one file added at `path`."""
@@ -209,6 +210,7 @@ class ImageService:
                                                  else mt.OCI_MANIFEST))
                         lines += ([f"Loaded image: {t.familiar()}" for t in tags]
                                   or [f"Loaded image ID: {image.id}"])
+                        self._event("load", image.id, name=tags[0].familiar() if tags else image.id)
                 return lines
 
     def _known_layer(self, diff_id: str, digest: str | None) -> cfgmod.LayerDescriptor | None:
@@ -260,6 +262,7 @@ class ImageService:
         if ref.digest:
             raise InvalidArgument("refusing to create a tag with a digest reference")
         self.store.tag(image.id, ref)
+        self._event("tag", image.id, name=ref.familiar())
 
     def remove(self, name: str, *, force: bool = False, prune: bool = True) -> list[dict]:
         """Docker's image delete: untag by name, delete when nothing names it."""
@@ -274,7 +277,7 @@ class ImageService:
                 raise Conflict(
                     f'conflict: unable to remove repository reference "{name}" (must force) - '
                     f"container {users[0][0][:12]} is using its referenced image {image.short_id}")
-            self.store.untag(ref)
+            self._untag(image.id, ref)
             report.append({"Untagged": _familiar(ref)})
             if others:
                 return report
@@ -297,7 +300,7 @@ class ImageService:
                            "image has dependent child images")
         image = self.store.get(image.id)
         for ref in image.tags + image.repo_digests:
-            self.store.untag(ref)
+            self._untag(image.id, ref)
             report.append({"Untagged": _familiar(ref)})
         report += self._delete(image)
         parent = image.parent_id
@@ -312,11 +315,19 @@ class ImageService:
             parent = p.parent_id
         return report
 
+    def _untag(self, image_id: str, ref: str) -> None:
+        self.store.untag(ref)
+        self._event("untag", image_id, name=_familiar(ref))
+
+    def _event(self, action: str, image_id: str, **attributes) -> None:
+        self.state.events.emit("image", action, image_id, **attributes)
+
     def _delete(self, image: Image) -> list[dict]:
         chains = cfgmod.chain_ids(cfgmod.diff_ids(self.store.config(image)))
         layers = [layer.digest for layer in self.store.layers(image)]
         orphans = set(self.store.delete(image.id))
         report = [{"Deleted": image.id}]
+        self._event("delete", image.id, name=image.id)
         for chain, digest in reversed(list(zip(chains, layers))):
             if digest not in orphans:
                 break
@@ -474,7 +485,7 @@ class ImageService:
                     continue
                 before = self._store_bytes()
                 for ref in img.tags + img.repo_digests:
-                    self.store.untag(ref)
+                    self._untag(img.id, ref)
                     deleted.append({"Untagged": _familiar(ref)})
                 deleted += self._delete(self.store.get(img.id))
                 reclaimed += max(0, before - self._store_bytes())

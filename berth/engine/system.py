@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import time
 from dataclasses import dataclass, field
 
 import berth
 from berth.image import config as cfgmod
+from berth.errors import InvalidArgument
 from berth.image.store import ImageStore
 from berth.store.state import State
 
@@ -35,6 +37,20 @@ class SystemService:
     def __init__(self, state: State, images: ImageStore):
         self.state = state
         self.images = images
+
+    def events(self, filters: dict[str, list[str]], *, since: float | None = None,
+               until: float | None = None):
+        """Docker's event messages, past ones from `since`, then live unless `until`."""
+        allowed = {"container", "image", "volume", "network", "event", "type", "label"}
+        for key in filters:
+            if key not in allowed:
+                raise InvalidArgument(f"invalid filter '{key}'")
+        follow = until is None
+        since_ns = int(since * 1e9) if since is not None else (None if not follow else time.time_ns())
+        until_ns = int(until * 1e9) if until is not None else None
+        for event in self.state.events.read(since_ns=since_ns, until_ns=until_ns, follow=follow):
+            if _event_matches(event, filters):
+                yield event.message()
 
     def version(self) -> dict:
         """The server half of `docker version`, with Docker's field names."""
@@ -146,6 +162,26 @@ class SystemService:
                     cfgmod.diff_ids(config)):
                 report.inconsistent.append(f"{img.id}: manifest does not match config")
         return report
+
+
+def _event_matches(event, filters: dict[str, list[str]]) -> bool:
+    def ok(key, value):
+        return key not in filters or value in filters[key]
+    attrs = event.attributes
+    if not ok("type", event.type) or not ok("event", event.action.split(":")[0]):
+        return False
+    for kind in ("container", "image", "volume", "network"):
+        if kind in filters:
+            if event.type != kind and not (kind == "image" and "image" in attrs):
+                return False
+            names = {event.actor_id, event.actor_id[:12], attrs.get("name", ""), attrs.get("image", "")}
+            if not any(v in names or event.actor_id.startswith(v) for v in filters[kind]):
+                return False
+    for spec in filters.get("label", []):
+        key, sep, value = spec.partition("=")
+        if key not in attrs or (sep and attrs[key] != value):
+            return False
+    return True
 
 
 def _backing_fs(path) -> str:

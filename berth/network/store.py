@@ -262,10 +262,15 @@ class NetworkStore:
             conn.execute("DELETE FROM container_links WHERE container_id=?", (container_id,))
             conn.execute("DELETE FROM published_ports WHERE container_id=?", (container_id,))
 
+    _REMOVED = ("container_id NOT IN (SELECT id FROM containers) AND container_id NOT IN"
+                " (SELECT container_id FROM network_attachments WHERE ip IS NOT NULL)")
+    _HOLDERS = ("network_attachments", "container_links", "published_ports")
+
     def sweep_removed_containers(self) -> None:
         """Memberships of containers whose rows are gone (rm releases before it deletes)."""
+        # Read first: this runs at every engine start and should not take the write lock for nothing.
+        if not any(self.db.query_one(f"SELECT 1 FROM {t} WHERE {self._REMOVED} LIMIT 1") for t in self._HOLDERS):
+            return
         with self.db.transaction() as conn:
-            for table in ("network_attachments", "container_links", "published_ports"):
-                conn.execute(f"DELETE FROM {table} WHERE container_id NOT IN (SELECT id FROM containers)"
-                             " AND container_id NOT IN (SELECT container_id FROM network_attachments"
-                             "   WHERE ip IS NOT NULL)")
+            for table in self._HOLDERS:
+                conn.execute(f"DELETE FROM {table} WHERE {self._REMOVED}")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from berth.store.blobs import BlobStore
 from berth.store.db import Database
+from berth.store.events import EventLog
 from berth.store.locks import file_lock
 
 DEFAULT_ROOT = Path("/var/lib/berth")
@@ -21,12 +22,14 @@ class State:
     root: Path
     db: Database = field(init=False)
     blobs: BlobStore = field(init=False)
+    events: EventLog = field(init=False)
 
     def __post_init__(self):
         self.root = Path(self.root).absolute()
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.blobs = BlobStore(self.root)
         self.db = Database(self.root / "berth.db")
+        self.events = EventLog(self.root)
 
     def subdir(self, name: str) -> Path:
         d = self.root / name

@@ -386,9 +386,10 @@ def test_reads_are_consistent_while_rotating(log_path):
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(log_path), "1000"],
                               env={**os.environ, "PYTHONPATH": root})
     try:
-        deadline = time.monotonic() + 1.5
+        # Bounded in time, but not timed: a loaded machine just takes longer.
+        deadline = time.monotonic() + 20
         reads = []
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (len(reads) > 10 and reads[-1] > 1000):
             got = numbers(logs_of(log_path))
             if got:
                 assert got == list(range(got[0], got[0] + len(got)))

@@ -172,3 +172,14 @@ def test_commit_diff_export(berth, bb, tmp_path):
     import tarfile
     names = tarfile.open(out).getnames()
     assert "root/new" in names and "etc/group" not in names and "bin/busybox" in names
+
+
+def test_events_journal(berth, bb):
+    berth("run", "--rm", "--name", "evt", bb, "true")
+    time.sleep(1.1)  # --until 0s means the start of this second, as in Docker
+    out = berth("events", "--since", "1m", "--until", "0s", "--filter", "container=evt",
+                "--format", "{{.Action}} {{.Actor.Attributes.name}}").stdout.split("\n")
+    assert out[:5] == ["create evt", "attach evt", "start evt", "die evt", "destroy evt"]
+    tagged = berth("events", "--since", "1m", "--until", "0s", "-f", "type=image", "--format",
+                   "{{.Action}}").stdout.split()
+    assert tagged[:1] == ["import"]

@@ -7,8 +7,8 @@ import sys
 
 import berth
 from berth.cli import gotemplate, output
-from berth.cli.parser import add_command
-from berth.units import bytes_size, human_size
+from berth.cli.parser import add_command, filter_arg, filters_of
+from berth.units import bytes_size, format_rfc3339_nano, human_size, parse_timestamp
 
 
 def register(sub) -> None:
@@ -23,6 +23,7 @@ def register(sub) -> None:
                    help="Return JSON for specified type")
     p.add_argument("-s", "--size", action="store_true", help="Display total file sizes if the type is container")
 
+    register_events(sub)
     system = add_command(sub, "system", None, "Manage berth")
     ssub = system.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=type(system))
     system.set_defaults(handler=lambda engine, args: system.print_help())
@@ -172,3 +173,30 @@ def cmd_check(engine, args):
         return 0
     print(f"{problems} problem(s) found", file=sys.stderr)
     return 1
+
+
+def register_events(sub) -> None:
+    p = add_command(sub, "events", cmd_events, "Get real time events from the server")
+    p.add_argument("-f", "--filter", action="append", type=filter_arg, help="Filter output based on conditions provided")
+    p.add_argument("--format", help="Format output using a custom template")
+    p.add_argument("--since", help="Show all events created since timestamp")
+    p.add_argument("--until", help="Stream events until this timestamp")
+
+
+def cmd_events(engine, args):
+    filters = filters_of(args.filter)
+    since = parse_timestamp(args.since) if args.since else None
+    until = parse_timestamp(args.until) if args.until else None
+    template = gotemplate.compile(args.format) if args.format and args.format != "json" else None
+    for message in engine.system.events(filters, since=since, until=until):
+        if args.format == "json":
+            print(output.go_json(message))
+        elif template is not None:
+            print(template.execute(message))
+        else:
+            attrs = message["Actor"]["Attributes"]
+            extra = ", ".join(f"{k}={attrs[k]}" for k in sorted(attrs))
+            stamp = format_rfc3339_nano(message["timeNano"])
+            print(f"{stamp} {message['Type']} {message['Action']} {message['Actor']['ID']}"
+                  + (f" ({extra})" if extra else ""))
+        sys.stdout.flush()
