@@ -114,9 +114,9 @@ def _test_mounts() -> list[str]:
 
 
 def _test_supervisors() -> list[str]:
-    out = subprocess.run(["pgrep", "-af", "berth.container.supervisor /tmp/pytest-of-"],
+    out = subprocess.run(["pgrep", "-af", "berth.container.supervisor"],
                          capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if line]
+    return [line for line in out.splitlines() if "/pytest-of-" in line]
 
 
 def pytest_sessionstart(session):

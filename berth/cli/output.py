@@ -7,8 +7,6 @@ import sys
 import tempfile
 from typing import Callable, Iterable
 
-from berth.cli import gotemplate
-from berth.cli.table import format_rows
 from berth.units import created_ago, created_at
 from berth.errors import NotFound
 
@@ -19,6 +17,7 @@ def lines(items: Iterable[str]) -> None:
 
 
 def formatted(fmt: str, rows: list[dict], headers: dict[str, str]) -> None:
+    from berth.cli.table import format_rows  # the template engine loads only when output needs it
     text = format_rows(fmt, rows, headers)
     if text:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -26,6 +25,7 @@ def formatted(fmt: str, rows: list[dict], headers: dict[str, str]) -> None:
 
 def go_json(obj, indent: int | None = None) -> str:
     """JSON as Go's encoding/json writes it (docker inspect's output)."""
+    from berth.cli import gotemplate
     return gotemplate.marshal_json(obj, indent=" " * indent if indent else None)
 
 
@@ -40,12 +40,22 @@ def inspect_each(names: list[str], lookup: Callable[[str], dict], fmt: str | Non
             msg = str(e) if kind != "object" else f"No such object: {name}"
             print(f"Error: {msg}", file=sys.stderr)
     if fmt:
+        from berth.cli import gotemplate
         template = gotemplate.compile(fmt)
         for obj in found:
             print(template.execute(obj))
     else:
         print(go_json(found, indent=4))
     return 1 if failed else 0
+
+
+def template(text: str):
+    from berth.cli import gotemplate
+    return gotemplate.compile(text)
+
+
+def render(text: str, data) -> str:
+    return template(text).execute(data)
 
 
 def ago(epoch: float) -> str:

@@ -12,7 +12,6 @@ import os
 import re
 
 from berth.units import parse_size
-from berth.engine.volumes import check_volume_flag, parse_mount_spec, parse_tmpfs_spec
 from berth.errors import InvalidArgument
 
 
@@ -148,12 +147,17 @@ def _ulimits(items: list[str]) -> list[dict]:
 
 
 def _tmpfs(items: list[str]) -> dict:
+    if not items:
+        return {}
+    from berth.engine.volumes import parse_tmpfs_spec
     return dict(parse_tmpfs_spec(item) for item in items)
 
 
 def _volumes(items: list[str]) -> tuple[list[str], dict]:
     """-v values: binds for HostConfig.Binds, bare paths for Config.Volumes."""
     binds, anonymous = [], {}
+    if items:
+        from berth.engine.volumes import check_volume_flag
     for item in items:
         value, is_bind = check_volume_flag(item)
         if is_bind:
@@ -164,6 +168,9 @@ def _volumes(items: list[str]) -> tuple[list[str], dict]:
 
 
 def _mounts(items: list[str]) -> list[dict]:
+    if not items:
+        return []
+    from berth.engine.volumes import parse_mount_spec
     out = []
     for item in items:
         try:

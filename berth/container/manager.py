@@ -28,6 +28,7 @@ from berth.container.cleanup import is_mounted, release_resources, remove_contai
 from berth.container.logs import read_logs
 from berth.container.mounting import mount_rootfs
 from berth.container.paths import ContainerPaths
+from berth.container.supervisor import command as supervisor_command
 from berth.container.record import ZERO_TIME, Container, initial_state, new_id, random_name
 from berth.container.sandbox import LocalSandboxes, Placement, SandboxProvider
 from berth.container.runtimes import runtime_for, validate as validate_runtime
@@ -170,7 +171,7 @@ class ContainerManager:
         self.sandboxes = sandboxes or LocalSandboxes(self.get)
 
     def event(self, c: Container, action: str, **extra) -> None:
-        emit_container_event(self.state, c, action, **extra)
+        emit_container_event(self.state.events, c, action, **extra)
 
     def paths(self, container_id: str) -> ContainerPaths:
         return ContainerPaths(self.state.root, container_id)
@@ -365,8 +366,7 @@ class ContainerManager:
     def _spawn_supervisor(self, c: Container, paths: ContainerPaths, attach_first: bool) -> str:
         read_fd, write_fd = os.pipe()
         try:
-            cmd = [sys.executable, "-m", "berth.container.supervisor", str(self.state.root), c.id,
-                   str(write_fd)] + (["--attach-first"] if attach_first else [])
+            cmd = supervisor_command(self.state.root, c.id, write_fd, attach_first)
             proc = subprocess.Popen(cmd, pass_fds=(write_fd,), start_new_session=True,
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL, cwd="/")

@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 from berth.container import protocol as proto
-from berth.container.cleanup import release_resources, remove_container
 from berth.container.logs import JsonFileOptions, JsonFileWriter
 from berth.container.paths import ContainerPaths
 from berth.container.record import ZERO_TIME
@@ -40,7 +39,8 @@ from berth.container.store import ContainerStore
 from berth.container.events import emit_container_event
 from berth.errors import BerthError, CommandNotFound, NotExecutable
 from berth.runtime.interface import ConsoleSocket, Stdio, set_child_subreaper
-from berth.store.state import State
+from berth.store.db import Database
+from berth.store.events import EventLog
 
 READ_SIZE = 65536
 # After init exits, output still buffered in pipes is drained for at most this long.
@@ -79,8 +79,11 @@ class Supervisor:
         self.id = container_id
         self.ready_fd = ready_fd
         self.attach_first = attach_first
-        self.state = State(root)
-        self.store = ContainerStore(self.state.db)
+        # Only what an idle supervisor needs is loaded: it lives as long as its
+        # container, one per container, so its memory is the engine's overhead.
+        self.db = Database(root / "berth.db")
+        self.events = EventLog(root)
+        self.store = ContainerStore(self.db)
         self.container = self.store.get(container_id)
         self.tty = bool(self.container.config.get("Tty"))
         self.open_stdin = bool(self.container.config.get("OpenStdin"))
@@ -150,7 +153,7 @@ class Supervisor:
             count = self.container.state.get("RestartCount", 0) + 1
             self.store.transition(self.id, Event.RESTART, RestartCount=count, ExitCode=exit_code,
                                   FinishedAt=rfc3339_now(), Pid=0)
-            emit_container_event(self.state, self.container, "die", exitCode=str(exit_code))
+            emit_container_event(self.events, self.container, "die", exitCode=str(exit_code))
             self.broadcast_exit(exit_code)
             # A container that ran for a while restarts at once (Docker resets
             # the backoff after 10 s of running).
@@ -173,7 +176,7 @@ class Supervisor:
             code = 127 if isinstance(e, CommandNotFound) else 126 if isinstance(e, NotExecutable) else 128
             kind = type(e).__name__
             self.close_stdio()
-            release_resources(self.state, self.container, self.runtime)
+            self.release()
             self.store.transition(self.id, Event.START, Pid=0)
             self.store.transition(self.id, Event.DIE, ExitCode=code, Error=str(e),
                                   FinishedAt=rfc3339_now())
@@ -183,19 +186,20 @@ class Supervisor:
                 c.send(proto.failed(kind, str(e)))
             self.broadcast_exit(code)
             if self.container.host_config.get("AutoRemove"):
-                remove_container(self.state, self.store, self.container, self.runtime, anonymous_volumes=True)
+                self.remove()
             return None
         self.store.transition(self.id, Event.START, Pid=self.init_pid, StartedAt=rfc3339_now(),
                               ExitCode=0, Error="", OOMKilled=False, FinishedAt=ZERO_TIME)
-        emit_container_event(self.state, self.container, "start")
+        emit_container_event(self.events, self.container, "start")
         self.report(f"started {self.init_pid}")
         self.close_report()
+        self.db.close()  # reopened at the exit; an idle supervisor holds no database
         for c in self.clients:
             c.send(proto.frame(proto.STARTED, str(self.init_pid).encode()))
         self.pump()
         self.oom_killed = _oom_killed(self.paths.bundle)  # read before delete removes the cgroup
         if self.oom_killed:
-            emit_container_event(self.state, self.container, "oom")
+            emit_container_event(self.events, self.container, "oom")
         try:
             # The runtime's record of this run must go before a restart creates the next.
             self.runtime.delete(self.id, force=True)
@@ -393,20 +397,50 @@ class Supervisor:
 
     def finish(self, exit_code: int) -> None:
         oom = getattr(self, "oom_killed", False)
-        release_resources(self.state, self.container, self.runtime)
+        self.release()
         self.store.transition(self.id, Event.DIE, ExitCode=exit_code, FinishedAt=rfc3339_now(), Pid=0,
                               OOMKilled=oom)
-        emit_container_event(self.state, self.container, "die", exitCode=str(exit_code))
+        emit_container_event(self.events, self.container, "die", exitCode=str(exit_code))
         if self.container.host_config.get("AutoRemove"):
-            remove_container(self.state, self.store, self.container, self.runtime, anonymous_volumes=True)
-            emit_container_event(self.state, self.container, "destroy")
+            self.remove()
+            emit_container_event(self.events, self.container, "destroy")
         self.broadcast_exit(exit_code)
         self.close_report()
+
+    def release(self) -> None:
+        _full_environment()
+        from berth.container.cleanup import release_resources  # loaded at the exit only
+        from berth.store.state import State
+        release_resources(State(self.root), self.container, self.runtime)
+
+    def remove(self) -> None:
+        _full_environment()
+        from berth.container.cleanup import remove_container
+        from berth.store.state import State
+        remove_container(State(self.root), self.store, self.container, self.runtime, anonymous_volumes=True)
 
     def broadcast_exit(self, exit_code: int) -> None:
         for c in list(self.clients):
             c.send(proto.frame(proto.EXIT, str(exit_code).encode()))
             self.drop(c)
+
+
+def command(root: Path, container_id: str, ready_fd: int, attach_first: bool) -> list[str]:
+    """argv of a supervisor: a lean interpreter (-I -S: no site-packages at
+    start) that loads only what an idle supervisor needs."""
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
+            "from berth.container.supervisor import main; sys.exit(main(sys.argv[1:]))")
+    return [sys.executable, "-I", "-S", "-c", code, str(root), container_id, str(ready_fd)] + (
+        ["--attach-first"] if attach_first else [])
+
+
+def _full_environment() -> None:
+    """Bring site-packages in for the exit path (release hooks may need them)."""
+    if sys.flags.no_site and not getattr(_full_environment, "done", False):
+        import site
+        site.main()
+        _full_environment.done = True
 
 
 def _set_winsize(fd: int, rows: int, cols: int) -> None:
@@ -461,7 +495,7 @@ def main(argv: list[str]) -> int:
         traceback.print_exc()
         sup.report(f"failed BerthError supervisor error: {e}")
         try:
-            release_resources(sup.state, sup.container, sup.runtime)
+            sup.release()
             c = sup.store.get(container_id)
             if c.status in (Status.RUNNING, Status.PAUSED):
                 sup.store.transition(container_id, Event.DIE, ExitCode=255, Error=str(e),

@@ -1,28 +1,48 @@
 """berth.engine: one Python API over the store, images, containers and volumes.
 
-The CLI and the API server call only this.
+The CLI and the API server call only this.  Services are built on first
+use, so a command loads only the modules it needs (a CLI's start-up time is
+part of every `berth run`).
 """
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
-from berth.container.manager import ContainerManager
-from berth.engine.containers import Filesystems
-from berth.engine.images import ImageService
-from berth.engine.system import SystemService
-from berth.engine.volumes import VolumeService
 from berth.store.state import State
 
 
 class Engine:
     def __init__(self, root: Path):
         self.state = State(root)
-        self.images = ImageService(self.state, containers_using=self.containers_using)
-        self.volumes = VolumeService(self.state)
-        self.containers = ContainerManager(self.state, self.images.store)
-        self.filesystems = Filesystems(self.containers)
-        self.system = SystemService(self.state, self.images.store)
+
+    @cached_property
+    def images(self):
+        from berth.engine.images import ImageService
+        return ImageService(self.state, containers_using=self.containers_using)
+
+    @cached_property
+    def volumes(self):
+        from berth.engine.volumes import VolumeService
+        return VolumeService(self.state)
+
+    @cached_property
+    def containers(self):
+        from berth.container.manager import ContainerManager
+        from berth.image.store import ImageStore
+        return ContainerManager(self.state, ImageStore(self.state))
+
+    @cached_property
+    def filesystems(self):
+        from berth.engine.containers import Filesystems
+        return Filesystems(self.containers)
+
+    @cached_property
+    def system(self):
+        from berth.engine.system import SystemService
+        from berth.image.store import ImageStore
+        return SystemService(self.state, ImageStore(self.state))
 
     def containers_using(self, image_id: str) -> list[tuple[str, bool]]:
         """(container ID, running) of every container created from the image."""

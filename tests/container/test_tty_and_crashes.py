@@ -73,9 +73,10 @@ def _cgroup_dirs(container_id):
 
 
 def _supervisor_pid(root, container_id):
-    out = subprocess.run(["pgrep", "-f", f"berth.container.supervisor {root} {container_id}"],
-                         capture_output=True, text=True).stdout.split()
-    return int(out[0]) if out else None
+    out = subprocess.run(["pgrep", "-af", "berth.container.supervisor"], capture_output=True,
+                         text=True).stdout.splitlines()
+    pids = [int(line.split()[0]) for line in out if str(root) in line and container_id in line]
+    return pids[0] if pids else None
 
 
 def test_killed_supervisor_is_noticed(berth, bb):

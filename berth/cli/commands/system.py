@@ -6,7 +6,7 @@ import platform
 import sys
 
 import berth
-from berth.cli import gotemplate, output
+from berth.cli import output
 from berth.cli.parser import add_command, filter_arg, filters_of
 from berth.units import bytes_size, format_rfc3339_nano, human_size, parse_timestamp
 
@@ -47,7 +47,7 @@ def _client_version() -> dict:
 def cmd_version(engine, args):
     data = {"Client": _client_version(), "Server": engine.system.version()}
     if args.format:
-        print(gotemplate.compile(args.format).execute(data))
+        print(output.render(args.format, data))
         return
     c, s = data["Client"], data["Server"]
     print("Client:")
@@ -69,7 +69,7 @@ def cmd_version(engine, args):
 def cmd_info(engine, args):
     info = engine.system.info()
     if args.format:
-        print(gotemplate.compile(args.format).execute(info))
+        print(output.render(args.format, info))
         return
     print("Client:")
     print(f" Version:    {berth.__version__}")
@@ -187,7 +187,7 @@ def cmd_events(engine, args):
     filters = filters_of(args.filter)
     since = parse_timestamp(args.since) if args.since else None
     until = parse_timestamp(args.until) if args.until else None
-    template = gotemplate.compile(args.format) if args.format and args.format != "json" else None
+    template = output.template(args.format) if args.format and args.format != "json" else None
     for message in engine.system.events(filters, since=since, until=until):
         if args.format == "json":
             print(output.go_json(message))
