@@ -183,3 +183,23 @@ def test_events_journal(berth, bb):
     tagged = berth("events", "--since", "1m", "--until", "0s", "-f", "type=image", "--format",
                    "{{.Action}}").stdout.split()
     assert tagged[:1] == ["import"]
+
+
+@pytest.mark.parametrize("runtime", ["berth", "runc"])
+def test_same_container_under_each_runtime(berth, bb, runtime):
+    """One config.json, two runtimes: the same sandbox either way."""
+    out = berth("run", "--rm", "--runtime", runtime, bb, "sh", "-c",
+                "echo $$; grep CapBnd /proc/self/status; ls /sys/class/net").stdout.split("\n")
+    assert out[0] == "1" and out[1].split()[1] == "00000000a80425fb" and out[2] == "lo"
+    assert berth("run", "--rm", "--runtime", runtime, bb, "sh", "-c", "exit 9", check=False).returncode == 9
+    berth("run", "-d", "--name", f"svc-{runtime}", "--runtime", runtime, bb, "sleep", "30")
+    assert berth("exec", f"svc-{runtime}", "echo", "in").stdout == "in\n"
+    berth("rm", "-f", f"svc-{runtime}")
+
+
+def test_crun_refusal_is_one_line(berth, bb):
+    p = berth("run", "--rm", "--runtime", "crun", bb, "true", check=False)
+    if p.returncode == 0:
+        pytest.skip("crun runs here (pure cgroup v2 host)")
+    assert p.returncode == 125 and len(p.stderr.strip().splitlines()) == 1
+    assert berth("ps", "-aq").stdout == ""
