@@ -129,3 +129,32 @@ def test_version_info_check(berth, busybox_tar):
     assert "Images: 0" in berth("info").stdout
     import_busybox(berth, busybox_tar)
     assert berth("system", "check").stdout.strip() == "store OK"
+
+
+@pytest.fixture
+def http_files(tmp_path):
+    """A static file server on 127.0.0.1 for the URL forms of import and insert."""
+    import functools
+    import http.server
+    import threading
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_import_and_insert_from_url(berth, busybox_tar, http_files):
+    served, base = http_files
+    (served / "rootfs.tar").write_bytes(busybox_tar.read_bytes())
+    (served / "motd").write_text("welcome\n")
+    image_id = berth("import", f"{base}/rootfs.tar", "fromurl:1").stdout.strip()
+    assert berth("history", "--format", "{{.Comment}}", image_id).stdout == f"Imported from {base}/rootfs.tar\n"
+    short = berth("insert", "fromurl:1", f"{base}/motd", "/etc/motd").stdout.strip()
+    assert len(json.loads(berth("inspect", short).stdout)[0]["RootFS"]["Layers"]) == 2
+    p = berth("import", f"{base}/missing.tar", check=False)
+    assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1
