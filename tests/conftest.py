@@ -91,6 +91,16 @@ def busybox_rootfs_tar(path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def bb(berth, busybox_tar):
+    """A busybox image named bb in the test's root; its containers go at the end."""
+    berth("import", "-c", 'CMD ["sh"]', busybox_tar, "bb")
+    yield "bb"
+    ids = berth("ps", "-aq", check=False).stdout.split()
+    if ids:
+        berth("rm", "-f", *ids, check=False)
+
+
 @pytest.fixture(scope="session")
 def busybox_tar(tmp_path_factory):
     return busybox_rootfs_tar(tmp_path_factory.mktemp("busybox") / "busybox.tar")

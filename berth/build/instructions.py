@@ -31,6 +31,7 @@ from berth.build.parser import (
     with_suggestion,
 )
 from berth.build.shell import Lex, build_envs, go_quote, is_go_space
+from berth.units import parse_duration_ns
 from berth.errors import InvalidArgument
 
 __all__ = [
@@ -331,71 +332,10 @@ _MAX_DURATION = 1 << 63
 
 def parse_duration(s: str) -> int:
     """Go's time.ParseDuration, in nanoseconds ("1h30m", "1.5s", "300ms", "-2us")."""
-    orig = s
-    invalid = _Error(f"time: invalid duration {go_quote(orig)}")
-    neg = False
-    if s and s[0] in "+-":
-        neg = s[0] == "-"
-        s = s[1:]
-    if s == "0":
-        return 0
-    if not s:
-        raise invalid
-    total = 0
-    while s:
-        if not (s[0] == "." or s[0].isascii() and s[0].isdigit()):
-            raise invalid
-        i = 0
-        while i < len(s) and "0" <= s[i] <= "9":
-            i += 1
-        whole = int(s[:i]) if i else 0
-        if whole > _MAX_DURATION:
-            raise invalid
-        pre = i > 0
-        s = s[i:]
-        frac, scale, post = 0, 1.0, False
-        if s and s[0] == ".":
-            s = s[1:]
-            i = 0
-            overflow = False
-            while i < len(s) and "0" <= s[i] <= "9":
-                # Digits past what fits are consumed but ignored, as in Go.
-                if not overflow:
-                    candidate = frac * 10 + int(s[i])
-                    if frac > (_MAX_DURATION - 1) // 10 or candidate > _MAX_DURATION:
-                        overflow = True
-                    else:
-                        frac = candidate
-                        scale *= 10
-                i += 1
-            post = i > 0
-            s = s[i:]
-        if not pre and not post:
-            raise invalid
-        i = 0
-        while i < len(s) and not (s[i] == "." or "0" <= s[i] <= "9"):
-            i += 1
-        if i == 0:
-            raise _Error(f"time: missing unit in duration {go_quote(orig)}")
-        unit_name, s = s[:i], s[i:]
-        unit = _UNITS.get(unit_name)
-        if unit is None:
-            raise _Error(f"time: unknown unit {go_quote(unit_name)} in duration {go_quote(orig)}")
-        if whole > _MAX_DURATION // unit:
-            raise invalid
-        v = whole * unit
-        if frac > 0:
-            v += int(float(frac) * (float(unit) / scale))
-            if v > _MAX_DURATION:
-                raise invalid
-        total += v
-        if total > _MAX_DURATION:
-            raise invalid
-    if neg:
-        return -total
-    if total > _MAX_DURATION - 1:
-        raise invalid
-    return total
+    try:
+        return parse_duration_ns(s)
+    except InvalidArgument as e:
+        raise _Error(str(e)) from None
 
 
 def _parse_int(s: str, bits: int = 64) -> int:

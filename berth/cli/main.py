@@ -3,7 +3,6 @@ engine errors become exit codes and one-line messages."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import traceback

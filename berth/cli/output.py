@@ -80,6 +80,19 @@ def confirm(question: str) -> bool:
     return answer in ("y", "yes")
 
 
+def archive_to(path: str | None, produce: Callable) -> None:
+    """save/export: to a file written whole, or to stdout unless it is a terminal."""
+    if path:
+        atomic_write(path, produce)
+        return
+    if sys.stdout.isatty():
+        from berth.errors import InvalidArgument
+        raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    sys.stdout.flush()
+    produce(sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+
+
 def atomic_write(path: str, produce: Callable) -> None:
     """Write a file whole or not at all: a failed save leaves no partial archive."""
     directory = os.path.dirname(os.path.abspath(path))

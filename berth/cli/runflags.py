@@ -124,11 +124,11 @@ def _restart_policy(text: str) -> dict:
     if name not in ("no", "always", "unless-stopped", "on-failure", ""):
         raise InvalidArgument(f"invalid restart policy format: {text}")
     if count and name != "on-failure":
-        raise InvalidArgument(f"invalid restart policy format: maximum retry count can only be used with 'on-failure'")
+        raise InvalidArgument("invalid restart policy format: maximum retry count can only be used with 'on-failure'")
     try:
         retries = int(count) if count else 0
     except ValueError:
-        raise InvalidArgument(f"invalid restart policy format: maximum retry count must be an integer") from None
+        raise InvalidArgument("invalid restart policy format: maximum retry count must be an integer") from None
     return {"Name": name or "no", "MaximumRetryCount": retries}
 
 

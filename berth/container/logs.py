@@ -242,33 +242,8 @@ def _check_options(max_size: int | None, max_file: int, compress: bool) -> None:
                               "or max-size is not set")
 
 
-_DECIMAL_UNITS = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15}
-_GO_FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-
-
-def parse_human_size(text: str) -> int:
-    """A size such as ``10m`` or ``1.5 KB`` in bytes, with decimal units (go-units' FromHumanSize)."""
-    sep = max(text.rfind(c) for c in "0123456789. ")
-    if sep < 0:
-        raise InvalidArgument(f"invalid size: '{text}'")
-    if text[sep] == " ":
-        number, suffix = text[:sep], text[sep + 1:]
-    else:
-        number, suffix = text[:sep + 1], text[sep + 1:]
-    if not _GO_FLOAT.fullmatch(number):
-        raise InvalidArgument(f'strconv.ParseFloat: parsing "{number}": invalid syntax')
-    size = float(number)
-    if size < 0:
-        raise InvalidArgument(f"invalid size: '{text}'")
-    if not suffix:
-        return int(size)
-    sfx = suffix.lower()
-    if len(sfx) <= 3:
-        if sfx == "b":
-            return int(size)
-        if sfx[0] in _DECIMAL_UNITS and (len(sfx) == 1 or sfx[1:] in ("b", "ib")):
-            return int(size * _DECIMAL_UNITS[sfx[0]])
-    raise InvalidArgument(f"invalid suffix: '{sfx}'")
+# go-units' FromHumanSize: log sizes are decimal, as in dockerd.
+from berth.units import parse_human_size  # noqa: E402
 
 
 # --- writing -----------------------------------------------------------------

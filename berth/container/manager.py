@@ -14,7 +14,6 @@ import shutil
 import signal as signals
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,7 +277,7 @@ class ContainerManager:
         if c.status in (Status.RUNNING, Status.RESTARTING):
             return c
         if c.status == Status.PAUSED:
-            raise Conflict(f"cannot start a paused container, try unpause instead")
+            raise Conflict("cannot start a paused container, try unpause instead")
         if c.status in (Status.REMOVING, Status.DEAD):
             raise Conflict(f"container {c.short_id} is marked for removal and cannot be started")
         self.store.update_state(c.id, ManuallyStopped=False)
@@ -559,7 +558,7 @@ class ContainerManager:
     def rename(self, ref: str, new_name: str) -> None:
         c = self.get(ref)
         if c.name == new_name.lstrip("/"):
-            raise Conflict(f"Renaming a container with the same name as its current name")
+            raise Conflict("Renaming a container with the same name as its current name")
         self.store.rename(c.id, new_name)
         self.event(self.store.get(c.id), "rename", oldName="/" + c.name)
 
@@ -850,7 +849,7 @@ class ContainerFilesystem:
         try:
             pid_col = titles.index("PID")
         except ValueError:
-            raise InvalidArgument(f"Couldn't find PID field in ps output") from None
+            raise InvalidArgument("Couldn't find PID field in ps output") from None
         rows = []
         for line in lines[1:]:
             fields = line.split(None, len(titles) - 1)

@@ -48,6 +48,7 @@ from berth.layer.rootfs import NotADirectory, RootDir
 from berth.runtime import spec as rs
 from berth.runtime.builtin import linux
 from berth.store.locks import file_lock
+from berth.units import parse_size
 
 LOCAL_DRIVER = "local"
 LOCAL_SCOPE = "local"
@@ -368,32 +369,7 @@ def _parse_go_bool(value: str) -> bool | None:
 
 def ram_in_bytes(text: str) -> int:
     """go-units' RAMInBytes: `64m`, `1.5GiB`, `100` (binary multiples)."""
-    sep = max(text.rfind(c) for c in "0123456789. ")
-    if sep < 0:
-        raise InvalidArgument(f"invalid size: '{text}'")
-    if text[sep] == " ":
-        number, suffix = text[:sep], text[sep + 1:]
-    else:
-        number, suffix = text[:sep + 1], text[sep + 1:]
-    try:
-        if not re.fullmatch(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", number):
-            raise ValueError
-        size = float(number)
-    except ValueError:
-        raise InvalidArgument(f'strconv.ParseFloat: parsing "{number}": invalid syntax') from None
-    if size < 0:
-        raise InvalidArgument(f"invalid size: '{text}'")
-    if not suffix:
-        return int(size)
-    sfx = suffix.lower()
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-    if len(sfx) <= 3:
-        if sfx == "b":
-            return int(size)
-        if sfx[0] in units and (len(sfx) == 1 or (len(sfx) == 2 and sfx[1] == "b")
-                                or (len(sfx) == 3 and sfx[1:] == "ib")):
-            return int(size * units[sfx[0]])
-    raise InvalidArgument(f"invalid suffix: '{sfx}'")
+    return parse_size(text)
 
 
 def parse_mount_spec(value: str) -> MountSpec:

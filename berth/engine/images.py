@@ -25,7 +25,6 @@ from berth.image.archive import ArchiveReader, SaveItem, write_archive
 from berth.image.reference import Reference, parse, parse_normalized_named
 from berth.image.store import Image, ImageStore
 from berth.layer.ingest import ingest_layer
-from berth.store import digest as dg
 from berth.store.state import State
 
 SPOOL_CHUNK = 1 << 20

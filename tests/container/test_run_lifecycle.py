@@ -6,15 +6,6 @@ import time
 import pytest
 
 
-@pytest.fixture
-def bb(berth, busybox_tar):
-    berth("import", "-c", 'CMD ["sh"]', busybox_tar, "bb")
-    yield "bb"
-    ids = berth("ps", "-aq", check=False).stdout.split()
-    if ids:
-        berth("rm", "-f", *ids, check=False)
-
-
 def test_run_output_and_exit_codes(berth, bb):
     p = berth("run", "--rm", bb, "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
     assert (p.returncode, p.stdout, p.stderr) == (3, "out\n", "err\n")

@@ -8,16 +8,6 @@ import sys
 import time
 
 import pexpect
-import pytest
-
-
-@pytest.fixture
-def bb(berth, busybox_tar):
-    berth("import", "-c", 'CMD ["sh"]', busybox_tar, "bb")
-    yield "bb"
-    ids = berth("ps", "-aq", check=False).stdout.split()
-    if ids:
-        berth("rm", "-f", *ids, check=False)
 
 
 def spawn(berth, *args):

@@ -1,6 +1,5 @@
 """The image commands through the real CLI, against one private state root."""
 
-import io
 import json
 import tarfile
 

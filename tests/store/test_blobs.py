@@ -1,9 +1,7 @@
 import hashlib
-import os
 import sqlite3
 import subprocess
 import sys
-import threading
 
 import pytest
 

@@ -445,11 +445,4 @@ def cmd_commit(engine, args):
 
 
 def cmd_export(engine, args):
-    if args.output:
-        output.atomic_write(args.output, lambda f: engine.filesystems.export(args.container, f))
-        return
-    if sys.stdout.isatty():
-        raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-    sys.stdout.flush()
-    engine.filesystems.export(args.container, sys.stdout.buffer)
-    sys.stdout.buffer.flush()
+    output.archive_to(args.output, lambda f: engine.filesystems.export(args.container, f))

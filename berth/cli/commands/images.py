@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from berth.cli import output
@@ -199,14 +198,7 @@ def cmd_rmi(engine, args):
 
 
 def cmd_save(engine, args):
-    if args.output:
-        output.atomic_write(args.output, lambda f: engine.images.save(args.images, f))
-        return
-    if sys.stdout.isatty():
-        raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-    sys.stdout.flush()
-    engine.images.save(args.images, sys.stdout.buffer)
-    sys.stdout.buffer.flush()
+    output.archive_to(args.output, lambda f: engine.images.save(args.images, f))
 
 
 def cmd_load(engine, args):

@@ -73,8 +73,8 @@ def cmd_info(engine, args):
         return
     print("Client:")
     print(f" Version:    {berth.__version__}")
-    print(f" Context:    default")
-    print(f" Debug Mode: false")
+    print(" Context:    default")
+    print(" Debug Mode: false")
     print()
     print("Server:")
     for label, key in (("Containers", "Containers"),):
@@ -111,8 +111,8 @@ def cmd_info(engine, args):
     print(f" Name: {info['Name']}")
     print(f" ID: {info['ID']}")
     print(f" Berth Root Dir: {info['DockerRootDir']}")
-    print(f" Debug Mode: false")
-    print(f" Experimental: false")
+    print(" Debug Mode: false")
+    print(" Experimental: false")
 
 
 def cmd_inspect(engine, args):
