@@ -194,3 +194,19 @@ def test_crun_refusal_is_one_line(berth, bb):
         pytest.skip("crun runs here (pure cgroup v2 host)")
     assert p.returncode == 125 and len(p.stderr.strip().splitlines()) == 1
     assert berth("ps", "-aq").stdout == ""
+
+
+def test_signals_are_proxied_and_logs_follow(berth, bb):
+    import signal as sig
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "berth", "--root", str(berth.root), "run", "--rm", bb,
+                             "sh", "-c", 'trap "echo got-int; exit 3" INT; echo ready; '
+                                         "while true; do sleep 0.1; done"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(sig.SIGINT)             # --sig-proxy (the default) forwards it
+    assert proc.wait(timeout=20) == 3 and proc.stdout.read() == "got-int\n"
+    berth("run", "-d", "--name", "talker", bb, "sh", "-c", "for i in 1 2 3; do echo n$i; sleep 0.3; done")
+    # -f ends by itself when the container exits, with every line.
+    assert berth("logs", "-f", "talker", timeout=30).stdout == "n1\nn2\nn3\n"
