@@ -44,6 +44,12 @@ class Engine:
         from berth.image.store import ImageStore
         return SystemService(self.state, ImageStore(self.state))
 
+    @cached_property
+    def registry(self):
+        from berth.engine.registry import RegistryService
+        from berth.image.store import ImageStore
+        return RegistryService(ImageStore(self.state))
+
     def containers_using(self, image_id: str) -> list[tuple[str, bool]]:
         """(container ID, running) of every container created from the image."""
         return self.containers.using_image(image_id)

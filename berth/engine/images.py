@@ -278,6 +278,15 @@ class ImageService:
                     f"container {users[0][0][:12]} is using its referenced image {image.short_id}")
             self._untag(image.id, ref)
             report.append({"Untagged": _familiar(ref)})
+            if "@" not in ref:
+                # As Docker: when a repository's last tag goes, the digest
+                # references of that repository (from pull or push) go too.
+                repo = parse(ref).name
+                if not any(parse(r).name == repo for r in others if "@" not in r):
+                    for d in [r for r in others if "@" in r and parse(r).name == repo]:
+                        self._untag(image.id, d)
+                        report.append({"Untagged": _familiar(d)})
+                        others.remove(d)
             if others:
                 return report
         else:

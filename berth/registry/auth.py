@@ -38,29 +38,43 @@ class Challenge:
         return self.params.get("realm", "")
 
 
-_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_PIECE = re.compile(rf'\s*(?:(?P<sep>,)|(?P<tok>{_TOKEN}=*)\s*(?:=\s*(?:"(?P<q>(?:[^"\\]|\\.)*)"|(?P<v>{_TOKEN})))?)')
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
 
 def parse_challenges(values: Sequence[str]) -> list[Challenge]:
     """Every challenge in WWW-Authenticate headers (RFC 7235 syntax)."""
     out: list[Challenge] = []
     for value in values:
-        pos, current = 0, None
-        while pos < len(value):
-            m = _PIECE.match(value, pos)
-            if not m or m.end() == pos:
-                break
-            pos = m.end()
-            if m.group("sep") or not m.group("tok"):
-                continue
-            if m.group("q") is not None or m.group("v") is not None:
+        i, n, current = 0, len(value), None
+        while i < n:
+            while i < n and value[i] in " \t,":
+                i += 1
+            m = _TOKEN.match(value, i)
+            if not m:
+                break   # not RFC 7235: keep what was understood
+            name, i = m.group(0), m.end()
+            j = i
+            while j < n and value[j] in " \t":
+                j += 1
+            if j < n and value[j] == "=":
+                j += 1
+                while j < n and value[j] in " \t":
+                    j += 1
+                quoted, token = _QUOTED.match(value, j), _TOKEN.match(value, j)
+                if quoted:
+                    param, i = re.sub(r"\\(.)", r"\1", quoted.group(1)), quoted.end()
+                elif token:
+                    param, i = token.group(0), token.end()
+                else:   # a token68's padding ("abc=="), not a parameter
+                    while j < n and value[j] == "=":
+                        j += 1
+                    i = j
+                    continue
                 if current is not None:
-                    raw = m.group("q")
-                    current.params[m.group("tok").lower()] = (
-                        re.sub(r"\\(.)", r"\1", raw) if raw is not None else m.group("v"))
+                    current.params[name.lower()] = param
             else:
-                current = Challenge(m.group("tok").lower(), {})
+                current = Challenge(name.lower(), {})
                 out.append(current)
     return out
 
@@ -86,7 +100,6 @@ class TokenCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._tokens: dict[tuple, tuple[str, float]] = {}
-        self.fetched = 0   # how many tokens were obtained (for tests and diagnostics)
 
     def get(self, key: tuple) -> str | None:
         with self._lock:
@@ -98,8 +111,11 @@ class TokenCache:
 
     def put(self, key: tuple, token: str, lifetime: float) -> None:
         with self._lock:
-            self.fetched += 1
             self._tokens[key] = (token, self._clock() + max(lifetime, MIN_TOKEN_SECONDS) - EXPIRY_MARGIN)
+
+    def drop(self, key: tuple) -> None:
+        with self._lock:
+            self._tokens.pop(key, None)
 
 
 def scope(repository: str, *actions: str) -> str:
@@ -139,14 +155,20 @@ class RegistryAuth(httpx.Auth):
         challenge = _preferred(response)
         if challenge is None:
             return
+        if not isinstance(request.stream, httpx.ByteStream):
+            with self._lock:
+                self._challenges[host] = challenge
+            return  # a streamed body cannot be sent twice
         if known is not None and known.scheme == challenge.scheme and known.realm == challenge.realm:
-            return  # what we sent was refused; the caller reports the 401
+            if challenge.scheme != "bearer":
+                return  # the credentials were refused; the caller reports the 401
+            # A cached token the registry no longer takes: fetch a fresh one, once.
+            self._tokens.drop(self._token_key(challenge))
         with self._lock:
             self._challenges[host] = challenge
-        if not isinstance(request.stream, httpx.ByteStream):
-            return  # a streamed body cannot be sent twice
+        sent = request.headers.get("Authorization")
         header = yield from self._authorization(challenge)
-        if not header:
+        if not header or header == sent:
             return
         request.headers["Authorization"] = header
         yield request
@@ -160,8 +182,7 @@ class RegistryAuth(httpx.Auth):
         if challenge.scheme != "bearer" or not challenge.realm:
             return None
         service = challenge.params.get("service", "")
-        account = self.credentials.username if self.credentials else ""
-        key = (challenge.realm, service, self.scopes, account)
+        key = self._token_key(challenge)
         token = self._tokens.get(key)
         if token is None:
             response = yield self._token_request(challenge.realm, service)
@@ -173,6 +194,10 @@ class RegistryAuth(httpx.Auth):
             token, lifetime = _token_of(response)
             self._tokens.put(key, token, lifetime)
         return "Bearer " + token
+
+    def _token_key(self, challenge: Challenge) -> tuple:
+        account = self.credentials.username if self.credentials else ""
+        return (challenge.realm, challenge.params.get("service", ""), self.scopes, account)
 
     def _token_request(self, realm: str, service: str, oauth: bool = True) -> httpx.Request:
         creds = self.credentials
@@ -208,7 +233,9 @@ def _token_of(response: httpx.Response) -> tuple[str, float]:
     if response.status_code != 200:
         detail = _error_text(response)
         if response.status_code in (401, 403):
-            raise Unauthorized(f'{verb} "{realm}": {detail or "unauthorized: incorrect username or password"}')
+            if not detail.startswith(("unauthorized", "denied")):
+                detail = "unauthorized: " + (detail or "incorrect username or password")
+            raise Unauthorized(f'{verb} "{realm}": {detail}')
         raise Unauthorized(f'{verb} "{realm}": token server answered {response.status_code}'
                            + (f": {detail}" if detail else ""))
     try:

@@ -10,6 +10,7 @@ categories with Docker's wording, and never carry credentials.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
 import ssl
 import threading
@@ -23,7 +24,7 @@ import httpx
 import berth
 from berth.errors import BerthError, DataCorrupt, NotFound, Unauthorized, Unavailable
 from berth.registry.auth import RegistryAuth, error_line
-from berth.registry.hosts import Endpoint
+from berth.registry.hosts import Endpoint, system_context
 from berth.registry.manifests import ACCEPT, MAX_MANIFEST_BYTES
 from berth.store import digest as dg
 
@@ -37,15 +38,30 @@ RESUME_BACKOFF = 0.5
 
 
 def default_transport(endpoint: Endpoint) -> httpx.BaseTransport:
-    tls = endpoint.tls or ssl.create_default_context()
+    # A plain-HTTP registry may still send clients to an HTTPS token realm.
+    tls = endpoint.tls or system_context()
     proxy = None
-    scheme = endpoint.url.split(":", 1)[0]
-    host = endpoint.url.split("://", 1)[1]
+    url = httpx.URL(endpoint.url)
     proxies = urllib.request.getproxies_environment()
-    if proxies.get(scheme) and not urllib.request.proxy_bypass_environment(host, proxies):
-        proxy = httpx.Proxy(proxies[scheme])
+    # Like Go's ProxyFromEnvironment: loopback is never proxied.
+    if proxies.get(url.scheme) and not _loopback(url.host) \
+            and not urllib.request.proxy_bypass_environment(url.netloc.decode(), proxies):
+        proxy = httpx.Proxy(proxies[url.scheme])
     return httpx.HTTPTransport(verify=tls, proxy=proxy, retries=0,
                                limits=httpx.Limits(max_connections=16, max_keepalive_connections=16))
+
+
+_STATUS_ERRORS = {401: "unauthorized: authentication required",
+                  403: "denied: requested access to the resource is denied"}
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Cancelled(BerthError):
@@ -109,6 +125,15 @@ class RegistryClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def authenticate(self) -> None:
+        """GET /v2/ with the session's credentials, as `login` proves them."""
+        url = self.url("")
+        response = self._send("GET", url)
+        if response.status_code == 401:
+            raise Unauthorized(f"login attempt to {url} failed with status: 401 Unauthorized")
+        if response.status_code != 200:
+            raise self.failure(response)
+
     def url(self, path: str) -> str:
         return f"{self.base}/v2/{path}"
 
@@ -129,7 +154,8 @@ class RegistryClient:
         status = response.status_code
         if status == 401 and self.auth.missing_credentials is not None:
             return Unauthorized(f'{verb} "{url}": no basic auth credentials')
-        text = detail or f"{status} {response.reason_phrase}".strip()
+        # HEAD answers have no body; Docker names their errors by status.
+        text = detail or _STATUS_ERRORS.get(status) or f"{status} {response.reason_phrase}".strip()
         if subject:
             text = f"{subject}: {text}"
         if status in (401, 403):
@@ -146,7 +172,7 @@ class RegistryClient:
         """The manifest's bytes, or None when the registry does not know it."""
         response = self._send("GET", self.url(f"{repository}/manifests/{reference}"), stream=True,
                               headers={"Accept": ", ".join(ACCEPT)})
-        with response:
+        try:
             if response.status_code == 404:
                 response.read()
                 return None
@@ -154,6 +180,8 @@ class RegistryClient:
                 response.read()
                 raise self.failure(response)
             data = _read_limited(response, MAX_MANIFEST_BYTES, "manifest")
+        finally:
+            response.close()
         digest = dg.of_bytes(data)
         declared = response.headers.get("Docker-Content-Digest")
         if dg.is_digest(reference) and digest != reference:

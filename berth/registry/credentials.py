@@ -88,6 +88,10 @@ class CredentialStore:
         host = hostname_of(wanted)
         return next((k for k in auths if hostname_of(k) == host), None)
 
+    def helper_for(self, domain: str) -> str | None:
+        """The credential helper that keeps this registry's credentials, if any."""
+        return self._helper(self._load(), domain)
+
     def _helper(self, config: dict, domain: str) -> str | None:
         helpers = config.get("credHelpers") or {}
         host = hostname_of(server_address(domain))

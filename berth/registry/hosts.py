@@ -10,10 +10,11 @@ otherwise), is tried over HTTPS without verification and then plain HTTP.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -35,7 +36,7 @@ class RegistrySettings:
     """Engine-wide registry configuration (Docker's daemon.json equivalents)."""
     insecure_registries: tuple[str, ...] = DEFAULT_INSECURE   # host[:port] names or CIDRs
     certs_dirs: tuple[Path, ...] = DEFAULT_CERTS_DIRS
-    config_dir: Path = Path.home() / ".docker"                # holds config.json (credentials)
+    config_dir: Path = field(default_factory=lambda: Path.home() / ".docker")   # holds config.json
     max_concurrent_downloads: int = 3
     max_concurrent_uploads: int = 5
     # Blobs up to this size go up in one PUT; larger ones in PATCH chunks of it.
@@ -137,10 +138,18 @@ def tls_context(domain: str, settings: RegistrySettings) -> ssl.SSLContext:
 
 
 def _unverified_context() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
+    # Nothing is verified, so no CA store needs loading (that costs ~50 ms).
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+@functools.cache
+def system_context() -> ssl.SSLContext:
+    """The system CAs' context, shared (read-only) by connections that need no more."""
+    return ssl.create_default_context()
 
 
 def endpoints(domain: str, settings: RegistrySettings, resolve: Resolver = _resolve) -> list[Endpoint]:
@@ -149,8 +158,3 @@ def endpoints(domain: str, settings: RegistrySettings, resolve: Resolver = _reso
     if is_secure(domain, settings, resolve):
         return [Endpoint(f"https://{host}", tls_context(domain, settings))]
     return [Endpoint(f"https://{host}", _unverified_context()), Endpoint(f"http://{host}", None)]
-
-
-def index_url(domain: str) -> str:
-    """Where the v1 search API lives: Docker Hub's index, or the registry itself."""
-    return f"https://{DOCKER_HUB_INDEX}" if canonical_domain(domain) == DEFAULT_DOMAIN else ""

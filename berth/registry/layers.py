@@ -4,13 +4,16 @@ The bytes go, as received, into a blob writer that expects the manifest's
 digest (so the stored blob is the registry's blob and nothing is published
 under that name unless it matches), while the decompressed tar is hashed
 into the diff ID and checked member by member by the same checker every
-ingested layer passes (`check_layer_stream`).  A download killed midway
+ingested layer passes (`check_layer_stream`).  A helper thread reads,
+stores and inflates; the caller's thread parses.  A download killed midway
 leaves only a staging file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from typing import Callable
 
 from berth.errors import DataCorrupt
@@ -60,15 +63,81 @@ class _Hashing:
         return data
 
 
+class _Failed:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+_EOF = object()
+
+
+class _Pipe:
+    """Decompressed chunks handed from the thread that downloads and inflates
+    a layer to the one that parses it: zlib and sha256 release the GIL, the
+    tar parser does not, so on two cores the two halves overlap."""
+
+    def __init__(self):
+        self._q: queue.Queue = queue.Queue(maxsize=8)
+        self._abandoned = threading.Event()
+        self._buf = b""
+        self._eof = False
+
+    def put(self, item) -> bool:
+        """Hand over a chunk; False once the reader has given up."""
+        while not self._abandoned.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def abandon(self) -> None:
+        self._abandoned.set()
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._buf and not self._eof:
+            item = self._q.get()
+            if item is _EOF:
+                self._eof = True
+            elif isinstance(item, _Failed):
+                self._eof = True
+                raise item.error
+            else:
+                self._buf = item
+        if n is None or n < 0 or n >= len(self._buf):
+            data, self._buf = self._buf, b""
+        else:
+            data, self._buf = self._buf[:n], self._buf[n:]
+        return data
+
+
 def _consume(src: Readable, desc: Descriptor, sink, on_bytes) -> tuple[_Tee, _Hashing]:
     tee = _Tee(src, sink, desc.size, on_bytes, desc.digest)
-    plain, _compression = open_layer_stream(tee)
-    tar = _Hashing(plain)
-    check_layer_stream(tar)
-    while tar.read(CHUNK):
-        pass
-    while tee.read(CHUNK):   # a compressor's trailer or padding after the tar
-        pass
+    pipe = _Pipe()
+
+    def inflate() -> None:
+        try:
+            plain, _compression = open_layer_stream(tee)
+            while chunk := plain.read(CHUNK):
+                if not pipe.put(chunk):
+                    return
+            while tee.read(CHUNK):   # a compressor's trailer or padding after the tar
+                pass
+            pipe.put(_EOF)
+        except BaseException as e:   # handed to the parsing thread, which raises it
+            pipe.put(_Failed(e))
+
+    worker = threading.Thread(target=inflate, name="berth-layer-inflate", daemon=True)
+    worker.start()
+    tar = _Hashing(pipe)
+    try:
+        check_layer_stream(tar)
+        while tar.read(CHUNK):
+            pass
+    finally:
+        pipe.abandon()
+        worker.join()
     if tee.count != desc.size:
         raise DataCorrupt(f"layer {desc.digest} is {tee.count} bytes, its manifest declares {desc.size}")
     return tee, tar

@@ -26,6 +26,7 @@ from berth.registry.manifests import (MAX_CONFIG_BYTES, Descriptor, ImageManifes
                                       config_platform, host_platform, media_type_of, parse_image_manifest,
                                       parse_index, platform_matches, select_platform)
 from berth.registry.progress import Progress, ProgressSink, discard, short_id
+from berth.store import digest as dg
 
 
 @dataclass
@@ -49,8 +50,8 @@ class Puller:
     def pull(self, ref: Reference) -> PullResult:
         if ref.tag is None and ref.digest is None:
             ref = ref.tagged_or_latest()
-        self.emit(Progress(f"Pulling from {ref.path}", id=ref.tag or ref.digest))
         top = self._manifest(ref, ref.digest or ref.tag)
+        self.emit(Progress(f"Pulling from {ref.path}", id=ref.tag or ref.digest))
         kind = media_type_of(top.data, top.media_type)
         chosen, chosen_kind = top, kind
         if kind in mt.INDEXES:
@@ -87,7 +88,7 @@ class Puller:
         try:
             fetched = self.client.get_manifest(ref.path, reference)
         except Unauthorized as e:
-            if "no basic auth credentials" in str(e):
+            if self.client.auth.missing_credentials is not None:
                 raise
             raise Unauthorized(f"pull access denied for {ref.familiar_name}, repository does not exist "
                                f"or may require 'docker login': {e}") from None
@@ -98,7 +99,7 @@ class Puller:
     def _config(self, ref: Reference, desc: Descriptor) -> bytes:
         if self.blobs.exists(desc.digest):
             data = self.blobs.read(desc.digest)
-            if cfgmod.dg.of_bytes(data) == desc.digest:
+            if dg.of_bytes(data) == desc.digest:
                 return data
         try:
             return self.client.get_blob(ref.path, desc.digest, MAX_CONFIG_BYTES)
@@ -118,9 +119,14 @@ class Puller:
             known = self._stored(desc)
             if known is not None:
                 found[desc.digest] = known
-                self.emit(Progress("Already exists", short_id(desc.digest)))
             else:
                 todo.append(desc)
+        # Like Docker, say nothing per layer when the image is already here whole.
+        if todo or self.store.find(manifest.config.digest) is None:
+            for digest in dict.fromkeys(d.digest for d in manifest.layers):
+                if digest in found:
+                    self.emit(Progress("Already exists", short_id(digest)))
+            for desc in todo:
                 self.emit(Progress("Pulling fs layer", short_id(desc.digest)))
         for desc in todo[self.concurrency:]:
             self.emit(Progress("Waiting", short_id(desc.digest)))
@@ -176,6 +182,8 @@ class Puller:
         return {desc.digest: f.result()[0] for f, desc in futures.items()}
 
     def _download(self, ref: Reference, desc: Descriptor, cancel: threading.Event):
+        if cancel.is_set():
+            raise Cancelled("cancelled")
         sid = short_id(desc.digest)
 
         def on_bytes(count: int) -> None:
@@ -187,6 +195,8 @@ class Puller:
         except NotFound:
             raise NotFound(f"layer {desc.digest} of {ref.familiar()} not found in the registry: "
                            "blob unknown to registry") from None
+        except DataCorrupt as e:
+            raise DataCorrupt(f"layer {desc.digest} of {ref.familiar()}: {e}") from None
         except (Cancelled, BerthError):
             raise
         except OSError as e:

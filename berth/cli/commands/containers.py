@@ -11,6 +11,7 @@ import sys
 from berth.cli import attach as term
 from berth.cli import output, runflags
 from berth.cli.parser import add_command, filter_arg, filters_of
+from berth.cli.commands.registry import pull_missing
 from berth.units import human_size, parse_timestamp
 from berth.container.stdio import parse_detach_keys
 from berth.errors import BerthError, InvalidArgument
@@ -124,6 +125,8 @@ def _detach_keys(value: str | None) -> bytes:
 
 def _create(engine, args):
     config, host_config, name = runflags.to_create_body(args)
+    # Docker pulls a missing image before creating the container.
+    pull_missing(engine, args.image, policy=args.pull, platform=args.platform, quiet=args.quiet)
     c = engine.containers.create(config, host_config, name)
     if args.cidfile:
         if os.path.exists(args.cidfile):

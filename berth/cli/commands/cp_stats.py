@@ -17,12 +17,14 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from berth.cli.lazy import LazyModule
 from berth.cli.parser import add_command
-from berth.cli.table import format_rows
-from berth.container import archive
-from berth.container import stats as cstats
 from berth.errors import BerthError, InvalidArgument, NotFound
 from berth.units import bytes_size, human_size
+
+archive = LazyModule("berth.container.archive")
+cstats = LazyModule("berth.container.stats")
+table = LazyModule("berth.cli.table")
 
 STATS_TABLE = ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t"
                "{{.BlockIO}}\t{{.PIDs}}")
@@ -387,7 +389,7 @@ def cmd_stats(engine, args):
     trunc = not args.no_trunc
 
     def render(entries: list[StatsEntry]) -> str:
-        return format_rows(fmt, [stats_row(e, trunc) for e in entries], STATS_HEADERS,
+        return table.format_rows(fmt, [stats_row(e, trunc) for e in entries], STATS_HEADERS,
                            default_table=STATS_TABLE, type_name="*container.statsContext")
 
     if args.no_stream:

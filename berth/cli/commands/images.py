@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from berth.cli import output
+from berth.cli.commands import registry as registry_commands
 from berth.cli.parser import add_command, filter_arg, filters_of
 from berth.units import human_size
 from berth.errors import InvalidArgument
@@ -57,6 +58,10 @@ def register(sub) -> None:
             ("prune", (), cmd_prune, _prune_flags, "Remove unused images"),
             ("inspect", (), cmd_image_inspect, _inspect_flags, "Display detailed information on one or more images")):
         flags(add_command(isub, name, handler, help_, aliases=aliases))
+    for name, handler, flags, help_ in (
+            ("pull", registry_commands.cmd_pull, registry_commands.pull_flags, "Download an image from a registry"),
+            ("push", registry_commands.cmd_push, registry_commands.push_flags, "Upload an image to a registry")):
+        flags(add_command(isub, name, handler, help_))
     p = add_command(isub, "tag", cmd_tag, "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
     p.add_argument("source")
     p.add_argument("target")
