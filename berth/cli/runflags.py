@@ -7,6 +7,7 @@ receives the same JSON whether a request came from this CLI or the API.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import re
@@ -181,44 +182,50 @@ def _mounts(items: list[str]) -> list[dict]:
 
 
 def _ports(items: list[str]) -> tuple[dict, dict]:
-    """-p forms: [ip:][hostPort:]containerPort[/proto], with ranges."""
+    """-p forms, as Docker's nat.ParsePortSpec: [ip:][hostPort:]containerPort[/proto],
+    with ranges; a host range for one container port is kept whole, for the
+    engine to pick a free port of it."""
     exposed, bindings = {}, {}
     for item in items:
-        spec, _, proto = item.partition("/")
-        proto = proto or "tcp"
-        parts = spec.rsplit(":", 2) if not spec.startswith("[") else _split_v6(spec)
-        if len(parts) == 1:
-            ip, host, ctr = "", "", parts[0]
-        elif len(parts) == 2:
-            ip, host, ctr = "", parts[0], parts[1]
-        else:
-            ip, host, ctr = parts
-        ctr_ports = _port_range(ctr, item)
-        host_ports = _port_range(host, item) if host else [None] * len(ctr_ports)
-        if len(host_ports) == 1 and len(ctr_ports) > 1:
-            host_ports = host_ports * len(ctr_ports)
+        spec, sep, proto = item.rpartition("/")
+        if not sep:
+            spec, proto = item, "tcp"
+        if proto.lower() not in ("tcp", "udp", "sctp"):
+            raise InvalidArgument(f"invalid proto: {proto}")
+        proto = proto.lower()
+        parts = spec.split(":")
+        ctr = parts[-1]
+        host = parts[-2] if len(parts) > 1 else ""
+        ip = ":".join(parts[:-2])
+        if ip:
+            try:
+                ip = str(ipaddress.ip_address(ip[1:-1] if ip.startswith("[") and ip.endswith("]") else ip))
+            except ValueError:
+                raise InvalidArgument(f"invalid IP address: {ip}") from None
+        if not ctr:
+            raise InvalidArgument(f"no port specified: {spec}<empty>")
+        ctr_ports = _port_range(ctr, "containerPort")
+        host_ports = [str(p) for p in _port_range(host, "hostPort")] if host else [""] * len(ctr_ports)
         if len(host_ports) != len(ctr_ports):
-            raise InvalidArgument(f"invalid ranges specified for container and host Ports: {ctr} and {host}")
+            if len(ctr_ports) > 1:
+                raise InvalidArgument(f"invalid ranges specified for container and host Ports: {ctr} and {host}")
+            host_ports = [host]
         for cp, hp in zip(ctr_ports, host_ports):
             key = f"{cp}/{proto}"
             exposed[key] = {}
-            bindings.setdefault(key, []).append({"HostIp": ip, "HostPort": str(hp) if hp else ""})
+            bindings.setdefault(key, []).append({"HostIp": ip, "HostPort": hp})
     return exposed, bindings
 
 
-def _split_v6(spec: str) -> list[str]:
-    ip, _, rest = spec[1:].partition("]")
-    return [ip, *rest.lstrip(":").split(":")]
-
-
-def _port_range(text: str, whole: str) -> list[int]:
+def _port_range(text: str, kind: str) -> list[int]:
+    """A port or a range "first-last"; `kind` names it in Docker's error messages."""
     start, _, end = text.partition("-")
     try:
         first, last = int(start), int(end or start)
     except ValueError:
-        raise InvalidArgument(f"invalid containerPort: {text}" if text else f"No port specified: {whole}<empty>") from None
+        raise InvalidArgument(f"invalid {kind}: {text}") from None
     if not (0 < first <= last <= 65535):
-        raise InvalidArgument(f"invalid port range: {text}")
+        raise InvalidArgument(f"invalid {kind}: {text}")
     return list(range(first, last + 1))
 
 
@@ -234,7 +241,7 @@ def to_create_body(args) -> tuple[dict, dict, str | None]:
     exposed, bindings = _ports(args.publish)
     for item in args.expose:
         port, _, proto = item.partition("/")
-        for p in _port_range(port, item):
+        for p in _port_range(port, "range for --expose"):
             exposed[f"{p}/{proto or 'tcp'}"] = {}
     binds, anonymous_volumes = _volumes(args.volume)
     command = list(args.command)

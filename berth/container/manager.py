@@ -346,7 +346,7 @@ class ContainerManager:
         except OSError:
             resolv = ""
         dns = c.host_config.get("Dns") or []
-        if dns:
+        if dns and placement.resolv_conf is None:  # a provider's resolv.conf already honours --dns
             resolv = "".join(f"nameserver {d}\n" for d in dns)
         paths.resolv_conf.write_text(resolv)
 

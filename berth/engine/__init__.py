@@ -28,10 +28,24 @@ class Engine:
         return VolumeService(self.state)
 
     @cached_property
+    def sandboxes(self):
+        from berth.network.provider import BridgeSandboxes
+        # Containers are looked up through the manager, whose get() notices dead supervisors.
+        return BridgeSandboxes(self.state, lookup=lambda ref: self.containers.get(ref))
+
+    @cached_property
     def containers(self):
         from berth.container.manager import ContainerManager
         from berth.image.store import ImageStore
-        return ContainerManager(self.state, ImageStore(self.state))
+        manager = ContainerManager(self.state, ImageStore(self.state), self.sandboxes)
+        # An engine start: give back what crashed starts and dead supervisors left in the kernel.
+        self.sandboxes.recover(manager.get)
+        return manager
+
+    @cached_property
+    def networks(self):
+        from berth.engine.networks import NetworkService
+        return NetworkService(self.state, self.containers, self.sandboxes)
 
     @cached_property
     def filesystems(self):

@@ -29,10 +29,6 @@ class NetworkService:
         self.sandboxes = sandboxes
         self.store = NetworkStore(state.db)
 
-    def recover(self) -> None:
-        """At engine start: give back what crashed containers and starts left in the kernel."""
-        self.sandboxes.recover()
-
     # -- create, remove ---------------------------------------------------------------------
 
     def create(self, name: str, *, driver: str = "bridge", subnet: str | None = None,
@@ -48,10 +44,15 @@ class NetworkService:
         if gateway and not subnet:
             raise InvalidArgument("gateway can only be specified together with a subnet")
         with network_lock():
-            if self.store.find(name) is not None and self.store.find(name).name == name:
-                raise Conflict(f"network with name {name} already exists")
             taken = ipam.host_routes()
             taken += [ipaddress.ip_network(n.subnet) for n in self.store.networks() if n.subnet]
+            default = self.store.find("bridge")
+            if default is not None and not default.subnet:
+                # The default bridge has the first pool, as docker0 has; berth
+                # chooses it here rather than at the bridge's first use.
+                first = ipam.choose_subnet(taken)
+                self.store.set_subnet(default.id, str(first), ipam.gateway_for(first))
+                taken.append(first)
             if subnet:
                 chosen = ipam.parse_subnet(subnet)
                 ipam.check_free(chosen, taken)
@@ -131,7 +132,7 @@ class NetworkService:
         config = [{"Subnet": n.subnet, "Gateway": n.gateway}] if n.subnet else []
         options = dict(n.options)
         if n.driver == "bridge":
-            options.setdefault("com.docker.network.bridge.name", self.sandboxes._bridge(n))
+            options.setdefault("com.docker.network.bridge.name", self.sandboxes.bridge_of(n))
             if n.is_default:
                 options.update({"com.docker.network.bridge.default_bridge": "true",
                                 "com.docker.network.bridge.enable_icc": "false",

@@ -73,7 +73,7 @@ def requests(exposed: Mapping | None, bindings: Mapping | None, publish_all: boo
     """What to publish, in Docker's order: explicit bindings, then -P's exposed ports."""
     out: list[PortRequest] = []
     bindings = bindings or {}
-    for key, items in sorted(bindings.items(), key=lambda kv: parse_port_key(kv[0])[::-1]):
+    for key, items in sorted(bindings.items(), key=lambda kv: parse_port_key(kv[0])):
         port, proto = parse_port_key(key)
         for b in items or [{}]:
             ip = _host_ip(b.get("HostIp", ""))
@@ -81,7 +81,7 @@ def requests(exposed: Mapping | None, bindings: Mapping | None, publish_all: boo
                 continue  # an IPv6 host address: berth publishes on IPv4 only
             out.append(PortRequest(proto, port, ip, _host_range(b.get("HostPort", ""))))
     if publish_all:
-        for key in sorted(exposed or {}, key=lambda k: parse_port_key(k)[::-1]):
+        for key in sorted(exposed or {}, key=parse_port_key):
             if key not in bindings:
                 port, proto = parse_port_key(key)
                 out.append(PortRequest(proto, port, "", None))

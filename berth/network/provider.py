@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import shutil
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from berth.container.paths import RUN_BASE
+from berth.container.cleanup import is_mounted
+from berth.container.paths import RUN_BASE, ContainerPaths
 from berth.container.record import Container
 from berth.container.sandbox import LocalSandboxes, Placement
 from berth.container.states import SUPERVISED
@@ -29,8 +31,8 @@ from berth.container.store import ContainerStore
 from berth.errors import Conflict, InvalidArgument, NotFound
 from berth.network import ipam, netlink, ports, resolver, rules
 from berth.network.links import environment, hosts_names, parse_link
-from berth.network.names import (bridge_name, mac_for, netns_dir, netns_path, owns_bridge, table_name,
-                                  veth_name, veth_prefix)
+from berth.network.names import (bridge_name, mac_for, netns_dir, netns_path, owns_bridge, resolver_dir,
+                                  table_name, veth_name, veth_prefix)
 from berth.network.store import DEFAULT_NETWORK, Attachment, Link, Network, NetworkStore
 from berth.store.locks import file_lock
 from berth.store.state import State
@@ -100,8 +102,18 @@ class BridgeSandboxes:
         if mode.startswith("container:"):
             other = self.lookup(mode.split(":", 1)[1])
             path = netns_path(self.root, other.id)
-            if other.status in SUPERVISED and netlink.is_mounted(path):
-                return Placement(str(path))  # survives the other container's restarts
+            if other.status in SUPERVISED and is_mounted(path):
+                # Its namespace file survives the other container's restarts; and
+                # as in Docker, its name and resolver come along.
+                primary = self.store.find(network_mode(other))
+                own = [a for a in self.store.attachments(container_id=other.id, active=True)
+                       if primary is not None and a.network_id == primary.id]
+                hostname = other.config.get("Hostname") or other.short_id
+                try:
+                    resolv = ContainerPaths(self.root, other.id).resolv_conf.read_text()
+                except OSError:
+                    resolv = None
+                return Placement(str(path), hosts=[(own[0].ip, hostname)] if own else [], resolv_conf=resolv)
         if is_local_mode(mode):
             return self.local.prepare(c)
         with network_lock():
@@ -126,12 +138,11 @@ class BridgeSandboxes:
                "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
                "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
                "MacAddress": "", "Networks": {}}
-        running = c.status in SUPERVISED
         if is_local_mode(mode):
             if mode in LOCAL_MODES:
                 n = self.store.find(mode)
                 if n is not None:
-                    out["Networks"][n.name] = _endpoint(n, None, [], running=running)
+                    out["Networks"][n.name] = _endpoint(n, None, [])
             return out
         members = self._memberships(c, mode)
         links = [f"/{self._name(l.target_id)}:/{c.name}/{l.alias}" for l in self.store.links(c.id)]
@@ -173,7 +184,7 @@ class BridgeSandboxes:
             self.store.attach(network.id, c.id, aliases)
             netns = netns_path(self.root, c.id)
             live = self.store.attachments(container_id=c.id, active=True)
-            if c.status in SUPERVISED and live and netlink.is_mounted(netns):
+            if c.status in SUPERVISED and live and is_mounted(netns):
                 try:
                     self._activate(c, network, netns, f"eth{self._next_ifindex(netns)}", primary=False)
                     self.sync()
@@ -236,24 +247,25 @@ class BridgeSandboxes:
         # Recorded before the kernel is touched: a crash leaves something to release.
         a = self.store.activate(network.id, c.id, ip, mac_for(ip), veth)
         gateway = network.gateway if primary and not network.internal else None
-        netlink.plug(self._bridge(network), netns, netlink.Interface(
+        netlink.plug(self.bridge_of(network), netns, netlink.Interface(
             veth=veth, ifname=ifname, address=ip, prefixlen=subnet.prefixlen, mac=a.mac, gateway=gateway))
         return a
 
     def _bring_up(self, network: Network) -> Network:
         """The network's bridge, created on first use with a subnet free on this host."""
-        bridge = self._bridge(network)
-        if netlink.exists(bridge) and network.subnet:
-            return network
-        taken = ipam.host_routes(exclude_devices=[bridge])
-        taken += [ipaddress.ip_network(n.subnet) for n in self.store.networks()
-                  if n.subnet and n.id != network.id]
-        if network.subnet and not network.subnet_auto:
-            ipam.check_free(ipaddress.ip_network(network.subnet), taken)
-        elif not network.subnet or ipam.overlapping(ipaddress.ip_network(network.subnet), taken):
-            subnet = ipam.choose_subnet(taken)
-            self.store.set_subnet(network.id, str(subnet), ipam.gateway_for(subnet))
-            network = self.store.network(network.id)
+        bridge = self.bridge_of(network)
+        if not (netlink.exists(bridge) and network.subnet):
+            # Unused until now: its subnet may have been taken meanwhile (by
+            # another root, dockerd, a VPN); one berth chose moves elsewhere.
+            taken = ipam.host_routes(exclude_devices=[bridge])
+            taken += [ipaddress.ip_network(n.subnet) for n in self.store.networks()
+                      if n.subnet and n.id != network.id]
+            if network.subnet and not network.subnet_auto:
+                ipam.check_free(ipaddress.ip_network(network.subnet), taken)
+            elif not network.subnet or ipam.overlapping(ipaddress.ip_network(network.subnet), taken):
+                subnet = ipam.choose_subnet(taken)
+                self.store.set_subnet(network.id, str(subnet), ipam.gateway_for(subnet))
+                network = self.store.network(network.id)
         prefixlen = ipaddress.ip_network(network.subnet).prefixlen
         netlink.ensure_bridge(bridge, network.gateway, prefixlen)
         if not network.is_default:
@@ -335,11 +347,11 @@ class BridgeSandboxes:
         for a in active:
             if a.network_id in networks:
                 by_network.setdefault(a.network_id, []).append(a)
-        plan = rules.RootRules(table_name(self.root))
+        plan = rules.RootRules(table_name(self.root), bridged_frames_in_ip_hooks=rules.bridged_frames_in_ip_hooks())
         for network_id, members in by_network.items():
             n = networks[network_id]
             plan.bridges.append(rules.BridgeRules(
-                bridge=self._bridge(n), subnet=n.subnet, internal=n.internal, isolated=n.is_default,
+                bridge=self.bridge_of(n), subnet=n.subnet, internal=n.internal, isolated=n.is_default,
                 ports=tuple(sorted(a.veth for a in members if a.veth))))
         ip_of = {(a.container_id, a.network_id): a.ip for a in active}
         for link in self.store.links():
@@ -350,17 +362,17 @@ class BridgeSandboxes:
             t = self.containers.find(link.target_id)
             for key in (t.config.get("ExposedPorts") or {}) if t else {}:
                 port, proto = ports.parse_port_key(key)
-                plan.links.append(rules.LinkRule(self._bridge(n), source, target, proto, port))
+                plan.links.append(rules.LinkRule(self.bridge_of(n), source, target, proto, port))
         for m in self.store.ports():
             c = self.containers.find(m.container_id)
             n = self.store.find(network_mode(c)) if c else None
             ip = ip_of.get((m.container_id, n.id)) if n else None
             if ip:
                 plan.dnats.append(rules.DnatRule(m.proto, m.host_ip, m.host_port, ip, m.container_port,
-                                                 self._bridge(n)))
+                                                 self.bridge_of(n)))
         if not plan.empty or rules.table_exists(plan.table):
             rules.apply(plan)
-        in_use = {self._bridge(networks[nid]) for nid in by_network}
+        in_use = {self.bridge_of(networks[nid]) for nid in by_network}
         veths = {a.veth for a in active}
         for ifname in netlink.interfaces():
             if owns_bridge(self.root, ifname) and ifname not in in_use:
@@ -376,9 +388,17 @@ class BridgeSandboxes:
             for f in directory.iterdir():
                 if f.name not in live:
                     netlink.remove_netns(f)
+        if not active:
+            for d in (directory, resolver_dir(self.root)):
+                shutil.rmtree(d, ignore_errors=True)  # only files of stopped resolvers remain
 
-    def recover(self) -> None:
-        """After an engine restart: release what crashed starts and dead containers left behind."""
+    def recover(self, lookup=None) -> None:
+        """At an engine start: release what crashed starts and dead containers left behind.
+
+        `lookup` reconciles a container (the manager's get), which runs the
+        release hook of one whose supervisor died.
+        """
+        lookup = lookup or self.lookup
         self.store.sweep_removed_containers()
         stale = []
         now = time.time()
@@ -387,7 +407,7 @@ class BridgeSandboxes:
             if c is None:
                 stale.append(container_id)
             elif c.status in SUPERVISED:
-                self.lookup(container_id)  # the manager's reconcile releases a dead one
+                lookup(container_id)
             elif activated is None or now - activated > START_GRACE_SECONDS:
                 stale.append(container_id)
         if stale or self._orphans():
@@ -414,7 +434,7 @@ class BridgeSandboxes:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _bridge(self, network: Network) -> str:
+    def bridge_of(self, network: Network) -> str:
         return bridge_name(self.root, network.id, network.is_default)
 
     def _name(self, container_id: str) -> str:
@@ -451,7 +471,7 @@ def _is_local(server: str) -> bool:
         return False
 
 
-def _endpoint(n: Network, a: Attachment | None, links: list[str], running: bool = False) -> dict:
+def _endpoint(n: Network, a: Attachment | None, links: list[str]) -> dict:
     """One entry of NetworkSettings.Networks (Docker's EndpointSettings)."""
     active = a is not None and a.active
     prefix = ipaddress.ip_network(n.subnet).prefixlen if n.subnet and active else 0

@@ -25,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+from berth.errors import Unavailable
 from berth.network import dns
 from berth.network.names import resolver_dir
 from berth.store.state import State
@@ -167,7 +168,6 @@ def ensure_resolver(root: Path, network_id: str, address: str, bridge: str) -> N
             if fd >= 0:
                 os.close(fd)
     if not line.startswith("ready "):
-        from berth.errors import Unavailable
         raise Unavailable(f"the DNS resolver of network {network_id[:12]} failed to start: {line or 'no reason'}; "
                           f"see {directory / (network_id[:12] + '.log')}")
 

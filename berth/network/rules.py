@@ -62,6 +62,11 @@ class RootRules:
     bridges: list[BridgeRules] = field(default_factory=list)
     links: list[LinkRule] = field(default_factory=list)
     dnats: list[DnatRule] = field(default_factory=list)
+    # br_netfilter passes bridged frames through the ip family's hooks, where
+    # the forward chain isolates with conntrack at hand; without it, the
+    # bridge family must (and cannot see conntrack, nor needs to: DNATed
+    # traffic is then routed, never bridged).
+    bridged_frames_in_ip_hooks: bool = False
 
     @property
     def empty(self) -> bool:
@@ -107,7 +112,7 @@ def render(r: RootRules) -> str:
     ip.append("  }")
     ip.append("}")
     out += ip
-    isolated = [b for b in r.bridges if b.isolated and b.ports]
+    isolated = [b for b in r.bridges if b.isolated and b.ports and not r.bridged_frames_in_ip_hooks]
     if isolated:
         br = [f"table bridge {r.table} {{"]
         for i, b in enumerate(isolated):
@@ -143,12 +148,22 @@ def _forward_rules(r: RootRules) -> list[str]:
             lines.append(f"    iifname {br} oifname != {br} drop")
             lines.append(f"    oifname {br} iifname != {br} drop")
         if b.isolated:
+            # A published port is open to every container: DNATed traffic passes.
+            lines.append(f"    iifname {br} oifname {br} ct status dnat accept")
             # Bridged frames reach this chain too when br_netfilter is loaded.
             for link in r.links:
                 if link.bridge == b.bridge:
                     lines += [f"    iifname {br} oifname {br} {m} accept" for m in _link_matches(link)]
             lines.append(f"    iifname {br} oifname {br} drop")
     return lines
+
+
+def bridged_frames_in_ip_hooks() -> bool:
+    try:
+        with open("/proc/sys/net/bridge/bridge-nf-call-iptables") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False  # br_netfilter is not loaded
 
 
 def nft(script: str) -> None:

@@ -14,14 +14,14 @@ def test_run_output_and_exit_codes(berth, bb):
     assert p.returncode == 127 and "no such file or directory" in p.stderr
     p = berth("run", "--rm", bb, "/etc/passwd", check=False)
     assert p.returncode == 126 and "permission denied" in p.stderr
-    p = berth("run", "--rm", "no-such-image", check=False)
+    p = berth("run", "--rm", "--pull", "never", "no-such-image", check=False)
     assert p.returncode == 125 and "No such image" in p.stderr
     p = berth("run", "--rm", "--bogus", bb, check=False)
     assert p.returncode == 125 and "unknown flag: --bogus" in p.stderr
 
 
 def test_sandbox_facts(berth, bb):
-    out = berth("run", "--rm", "-h", "box", "-e", "A=1", "-w", "/tmp", "-u", "nobody", bb, "sh", "-c",
+    out = berth("run", "--rm", "--network", "none", "-h", "box", "-e", "A=1", "-w", "/tmp", "-u", "nobody", bb, "sh", "-c",
                 "echo $$; hostname; echo $A; pwd; id -u; ps -o pid | wc -l; ls /sys/class/net; "
                 "grep NoNewPrivs /proc/self/status; cat /proc/self/status | grep CapBnd").stdout.split("\n")
     assert out[0] == "1"                       # the command is PID 1
@@ -181,7 +181,8 @@ def test_same_container_under_each_runtime(berth, bb, runtime):
     """One config.json, two runtimes: the same sandbox either way."""
     out = berth("run", "--rm", "--runtime", runtime, bb, "sh", "-c",
                 "echo $$; grep CapBnd /proc/self/status; ls /sys/class/net").stdout.split("\n")
-    assert out[0] == "1" and out[1].split()[1] == "00000000a80425fb" and out[2] == "lo"
+    # Both join the network namespace berth made: eth0 on the default bridge.
+    assert out[0] == "1" and out[1].split()[1] == "00000000a80425fb" and out[2:4] == ["eth0", "lo"]
     assert berth("run", "--rm", "--runtime", runtime, bb, "sh", "-c", "exit 9", check=False).returncode == 9
     berth("run", "-d", "--name", f"svc-{runtime}", "--runtime", runtime, bb, "sleep", "30")
     assert berth("exec", f"svc-{runtime}", "echo", "in").stdout == "in\n"
