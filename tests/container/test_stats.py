@@ -30,7 +30,9 @@ def ctr(berth, bb):
     made = []
 
     def make(*args, cmd=("sleep", "300"), run=True):
-        cid = berth(*(["run", "-d"] if run else ["create"]), *args, "bb", *cmd).stdout.strip()
+        # No network: the counters and column widths below are those of a loopback-only box.
+        cid = berth(*(["run", "-d"] if run else ["create"]), "--network", "none", *args, "bb",
+                    *cmd).stdout.strip()
         made.append(cid)
         return cid
     yield make
