@@ -28,6 +28,8 @@ def build_parser() -> CommandParser:
     )
     parser.add_argument("--root", default=os.environ.get("BERTH_ROOT", "/var/lib/berth"),
                         help="Root directory of berth's state (default /var/lib/berth)")
+    parser.add_argument("-H", "--host", default=os.environ.get("BERTH_HOST"),
+                        help="Drive the daemon at this socket (unix:///path) instead of the local state")
     parser.add_argument("-D", "--debug", action="store_true", help="Show tracebacks on errors")
     parser.add_argument("-v", "--version", action="store_true", help="Print version information and quit")
     sub = parser.add_subparsers(dest="command_name", metavar="COMMAND", parser_class=CommandParser)
@@ -58,8 +60,12 @@ def run(argv: list[str]) -> int:
         return 0
     engine = None
     try:
-        from berth.engine import Engine
-        engine = Engine(args.root)
+        if args.host and args.command_name != "daemon":
+            from berth.api.client import RemoteEngine
+            engine = RemoteEngine(args.host)
+        else:
+            from berth.engine import Engine
+            engine = Engine(args.root)
         result = args.handler(engine, args)
         return result or 0
     except errors.BerthError as e:
