@@ -64,6 +64,13 @@ class Engine:
         from berth.image.store import ImageStore
         return RegistryService(ImageStore(self.state))
 
+    @cached_property
+    def build(self):
+        from berth.engine.build import BuildService
+        # FROM and COPY --from take local images, pulling missing ones as Docker does.
+        return BuildService(self.state, lambda: self.containers,
+                            resolve_image=lambda name: self.registry.ensure_image(name))
+
     def containers_using(self, image_id: str) -> list[tuple[str, bool]]:
         """(container ID, running) of every container created from the image."""
         return self.containers.using_image(image_id)
