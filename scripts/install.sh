@@ -2,7 +2,7 @@
 # Installs berth and the system packages it and its tests use.  Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS=(busybox-static debootstrap docker.io runc crun tmux skopeo docker-registry
+PKGS=(busybox-static debootstrap docker.io runc crun tmux skopeo docker-registry curl docker-compose
       iproute2 nftables apache2-utils)
 missing=()
 for p in "${PKGS[@]}"; do
