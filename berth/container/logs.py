@@ -28,12 +28,10 @@ from __future__ import annotations
 import calendar
 import collections
 import fcntl
-import functools
 import gzip
 import itertools
 import json
 import logging
-import math
 import os
 import re
 import struct
@@ -43,39 +41,21 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Mapping
 
-from berth.errors import Conflict, InvalidArgument
+from berth.container.jsonlog import (  # noqa: F401 - the writer and format, re-exported
+    LINE_LIMIT, LOCK_WAIT as _LOCK_WAIT, JsonFileWriter, check_options as _check_options, encode_entry,
+    flock_within as _flock, format_time, format_time_fixed, to_ns as _to_ns)
+from berth.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 
-LINE_LIMIT = 16 * 1024      # moby's copier buffer: longer lines are split
 _READ_BLOCK = 1 << 20
 _TAIL_BLOCK = 64 * 1024
 _SNAPSHOT_ATTEMPTS = 50
-_LOCK_WAIT = 1.0            # how long the writer or a reader waits for the other's flock
 _MARK = 64                  # longer than the end of an entry: ',"time":"<ns time>"}\n'
 _NS = 1_000_000_000
 
 
 # --- timestamps --------------------------------------------------------------
-
-@functools.lru_cache(maxsize=64)
-def _utc_seconds(sec: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-
-
-def format_time(ns: int) -> str:
-    """Go's RFC3339Nano in UTC, as the json-file ``time`` field: trailing zeros trimmed."""
-    sec, frac = divmod(ns, _NS)
-    if frac == 0:
-        return _utc_seconds(sec) + "Z"
-    return f"{_utc_seconds(sec)}.{frac:09d}".rstrip("0") + "Z"
-
-
-def format_time_fixed(ns: int) -> str:
-    """RFC 3339 with exactly nine fractional digits, as ``docker logs -t`` prints it."""
-    sec, frac = divmod(ns, _NS)
-    return f"{_utc_seconds(sec)}.{frac:09d}Z"
-
 
 _TIME_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:Z|([+-])(\d\d):(\d\d))\Z")
 
@@ -93,56 +73,7 @@ def parse_time(text: str) -> int:
     return sec * _NS + (int(frac[:9].ljust(9, "0")) if frac else 0)
 
 
-def _to_ns(t: float | None) -> int | None:
-    if t is None:
-        return None
-    # Split first: t * 1e9 as a float would be off by up to 128 ns today.
-    sec = math.floor(t)
-    return sec * _NS + round((t - sec) * _NS)
-
-
-# --- the entry format --------------------------------------------------------
-
-# Bytes that leave the fast path: what Go escapes in ASCII, and anything
-# non-ASCII (which needs a UTF-8 check).
-_SPECIAL_BYTES = re.compile(rb'[\x00-\x1f"\\<>&\x80-\xff]')
-# The same, once decoded with surrogateescape: invalid bytes are U+DC80..U+DCFF.
-_SPECIAL_CHARS = re.compile('[\x00-\x1f"\\\\<>&\u2028\u2029\udc80-\udcff]')
-_ESCAPES = {chr(c): f"\\u{c:04x}" for c in range(0x20)}
-_ESCAPES.update({"\n": "\\n", "\r": "\\r", '"': '\\"', "\\": "\\\\", "<": "\\u003c",
-                 ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
-_ESCAPES.update({chr(c): "\\ufffd" for c in range(0xDC80, 0xDD00)})
-
-
-def _escape(data: bytes, end: int) -> bytes:
-    """The JSON string body of ``data[:end]``, escaped exactly as moby's json-file writer does."""
-    if _SPECIAL_BYTES.search(data, 0, end) is None:
-        return data[:end] if end != len(data) else data
-    # surrogateescape maps each byte of an invalid sequence to its own
-    # surrogate, matching Go, which replaces invalid UTF-8 one byte at a time.
-    text = data[:end].decode("utf-8", "surrogateescape")
-    return _SPECIAL_CHARS.sub(lambda m: _ESCAPES[m.group()], text).encode("utf-8")
-
-
-def encode_entry(stream: str, log_bytes: bytes, ns: int) -> bytes:
-    """One json-file line (with its trailing newline) for ``log_bytes`` written at ``ns``."""
-    if not log_bytes:
-        return b"{" + _tail_fields(stream, ns)[1:]
-    if log_bytes.endswith(b"\n"):
-        return b'{"log":"' + _escape(log_bytes, len(log_bytes) - 1) + b'\\n"' + _tail_fields(stream, ns)
-    return b'{"log":"' + _escape(log_bytes, len(log_bytes)) + b'"' + _tail_fields(stream, ns)
-
-
-# The lines of one chunk of output share their stream and time.
-@functools.lru_cache(maxsize=16)
-def _tail_fields(stream: str, ns: int) -> bytes:
-    """``,"stream":"...","time":"..."}`` and the newline ending an entry."""
-    fields = b""
-    if stream:
-        raw = stream.encode()
-        fields = b',"stream":"' + _escape(raw, len(raw)) + b'"'
-    return fields + b',"time":"' + format_time(ns).encode() + b'"}\n'
-
+# --- the entry format (encoding: berth.container.jsonlog) ---------------
 
 @dataclass(frozen=True, slots=True)
 class LogEntry:
@@ -232,252 +163,11 @@ class JsonFileOptions:
         return cls(max_size, max_file, compress)
 
 
-def _check_options(max_size: int | None, max_file: int, compress: bool) -> None:
-    if max_size is not None and max_size <= 0:
-        raise InvalidArgument("max-size must be a positive number")
-    if max_file < 1:
-        raise InvalidArgument("max-file cannot be less than 1")
-    if compress and (max_file == 1 or max_size is None):
-        raise InvalidArgument("compress cannot be true when max-file is less than 2 "
-                              "or max-size is not set")
-
-
 # go-units' FromHumanSize: log sizes are decimal, as in dockerd.
 from berth.units import parse_human_size  # noqa: E402
 
 
-# --- writing -----------------------------------------------------------------
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-class JsonFileWriter:
-    """Appends a container's output to its json-file log, rotating as configured.
-
-    ``write`` is called for every chunk read from the container, so it costs
-    one ``write(2)`` per call at most (plus a rename or two when rotating) and
-    never syncs.  Safe to call from several threads (one per stream).
-    """
-
-    def __init__(self, path: str | os.PathLike, *, max_size: int | None = None, max_file: int = 1,
-                 compress: bool = False):
-        _check_options(max_size, max_file, compress)
-        self.path = os.fspath(path)
-        self.max_size = max_size
-        self.max_file = max_file
-        self.compress = compress
-        self._lock = threading.Lock()
-        self._fd: int | None = _open_log(self.path, truncate=False)
-        self._size = os.fstat(self._fd).st_size
-        self._last_ns = 0
-        # Per stream: output after the last newline, and the time of the first
-        # piece of a line being split (None when no line is split).
-        self._pending: dict[str, bytes] = {}
-        self._partial_ns: dict[str, int | None] = {}
-        self._compressor: threading.Thread | None = None
-        if compress:
-            self._resume_compression()
-
-    def __enter__(self) -> JsonFileWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def write(self, stream: str, data: bytes, when: float | None = None) -> None:
-        """Log ``data`` read from ``stream`` ("stdout" or "stderr") at ``when`` (default: now)."""
-        if not data:
-            return
-        ns = time.time_ns() if when is None else _to_ns(when)
-        with self._lock:
-            self._check_open()
-            self._append(self._split(stream, bytes(data), ns))
-
-    def flush_partial(self, stream: str | None = None, when: float | None = None) -> None:
-        """End ``stream`` (default: all): unterminated output is written without a newline."""
-        ns = time.time_ns() if when is None else _to_ns(when)
-        with self._lock:
-            self._check_open()
-            self._flush_partials(stream, ns)
-
-    def close(self) -> None:
-        """Flush unterminated output, finish any compression, close the file."""
-        with self._lock:
-            if self._fd is None:
-                return
-            try:
-                self._flush_partials(None, time.time_ns())
-            finally:
-                self._wait_compression()
-                os.close(self._fd)
-                self._fd = None
-
-    # Internals; the lock is held.
-
-    def _check_open(self) -> None:
-        if self._fd is None:
-            raise Conflict("cannot write because the output file was closed")
-
-    def _split(self, stream: str, data: bytes, ns: int) -> list[tuple[bytes, int]]:
-        held = self._pending.pop(stream, b"")
-        buf = held + data if held else data
-        first_ns = self._partial_ns.get(stream)
-        entries = []
-        start, end = 0, len(buf)
-        while start < end:
-            # As moby's copier: a newline is only seen within 16 KiB of the
-            # line's (or its continuation's) start.
-            nl = buf.find(b"\n", start, start + LINE_LIMIT)
-            if nl >= 0:
-                entry_ns = ns if first_ns is None else first_ns
-                entries.append((encode_entry(stream, buf[start:nl + 1], entry_ns), entry_ns))
-                first_ns = None
-                start = nl + 1
-            elif end - start >= LINE_LIMIT:
-                if first_ns is None:
-                    first_ns = ns
-                entries.append((encode_entry(stream, buf[start:start + LINE_LIMIT], first_ns), first_ns))
-                start += LINE_LIMIT
-            else:
-                self._pending[stream] = buf[start:]
-                break
-        self._partial_ns[stream] = first_ns
-        return entries
-
-    def _flush_partials(self, stream: str | None, ns: int) -> None:
-        streams = list(dict.fromkeys([*self._pending, *self._partial_ns])) if stream is None else [stream]
-        entries = []
-        for name in streams:
-            first_ns = self._partial_ns.pop(name, None)
-            rest = self._pending.pop(name, b"")
-            if rest:
-                entry_ns = ns if first_ns is None else first_ns
-                entries.append((encode_entry(name, rest, entry_ns), entry_ns))
-        self._append(entries)
-
-    def _append(self, entries: Iterable[tuple[bytes, int]]) -> None:
-        batch: list[bytes] = []
-        for line, ns in entries:
-            if self.max_size is not None and self._size >= self.max_size:
-                if batch:
-                    _write_all(self._fd, b"".join(batch))
-                    batch = []
-                self._rotate()
-            batch.append(line)
-            self._size += len(line)
-            self._last_ns = ns
-        if batch:
-            _write_all(self._fd, b"".join(batch))
-
-    def _rotate(self) -> None:
-        # Done before any rename, so one compression finishes before the next
-        # rotation moves its input.
-        self._wait_compression()
-        if self.max_file < 2:
-            os.ftruncate(self._fd, 0)
-            self._size = 0
-            return
-        # Readers hold a shared lock on the current file while they open the
-        # set (see _snapshot); the exclusive lock keeps them out while the
-        # files move.  A reader stuck for longer must not stall the
-        # container's output, so the rotation then goes ahead regardless.
-        _flock(self._fd, fcntl.LOCK_EX, _LOCK_WAIT)
-        try:
-            ext = ".gz" if self.compress else ""
-            _remove(f"{self.path}.{self.max_file - 1}{ext}")
-            for i in range(self.max_file - 1, 1, -1):
-                _rename(f"{self.path}.{i - 1}{ext}", f"{self.path}.{i}{ext}")
-            _rename(self.path, f"{self.path}.1")
-            # Open the new file before closing the old one: if that fails,
-            # logging carries on into the renamed file.
-            fd = _open_log(self.path, truncate=True)
-        except BaseException:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            raise
-        os.close(self._fd)      # and with it the lock
-        self._fd = fd
-        self._size = 0
-        if self.compress:
-            self._start_compression(f"{self.path}.1", self._last_ns)
-
-    def _start_compression(self, source: str, last_ns: int) -> None:
-        self._compressor = threading.Thread(target=_compress_rotated, args=(source, last_ns),
-                                            name="berth-log-compress", daemon=True)
-        self._compressor.start()
-
-    def _wait_compression(self) -> None:
-        if self._compressor is not None:
-            self._compressor.join()
-            self._compressor = None
-
-    def _resume_compression(self) -> None:
-        """Finish what a writer killed during compression left behind."""
-        source = f"{self.path}.1"
-        _remove(source + ".gz.tmp")
-        if not os.path.exists(source):
-            return
-        if os.path.exists(source + ".gz"):
-            _remove(source)             # killed between the rename and the unlink
-            return
-        rotated = _open_plain(source)
-        if rotated is not None:
-            last_ns = rotated.last_ns() or 0
-            rotated.close()
-            self._start_compression(source, last_ns)
-
-
-def _open_log(path: str, *, truncate: bool) -> int:
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if truncate else 0)
-    return os.open(path, flags, 0o640)
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _rename(src: str, dst: str) -> None:
-    try:
-        os.rename(src, dst)
-    except FileNotFoundError:
-        pass
-
-
-def _compress_rotated(source: str, last_ns: int) -> None:
-    """Replace ``source`` by ``source.gz``, atomically for readers."""
-    target = source + ".gz"
-    tmp = target + ".tmp"
-    try:
-        with open(source, "rb") as src, open(tmp, "wb") as out:
-            _gzip_to(src, out, last_ns)
-        os.chmod(tmp, 0o640)
-        os.rename(tmp, target)
-        os.unlink(source)
-    except OSError as e:
-        _remove(tmp)
-        log.warning("cannot compress rotated log %s: %s", source, e)
-
-
-def _gzip_to(src, out, last_ns: int) -> None:
-    # Python's gzip module cannot write the header's extra field, which is
-    # where moby keeps the time of the file's last entry (read back to skip
-    # whole files for --since), so the member is framed by hand.
-    extra = b"{}" if not last_ns else json.dumps({"lastTime": format_time(last_ns)}).encode()
-    out.write(b"\x1f\x8b\x08\x04" + b"\0\0\0\0" + b"\x00\xff" + struct.pack("<H", len(extra)) + extra)
-    deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
-    crc = size = 0
-    while block := src.read(_READ_BLOCK):
-        crc = zlib.crc32(block, crc)
-        size += len(block)
-        out.write(deflate.compress(block))
-    out.write(deflate.flush())
-    out.write(struct.pack("<II", crc, size & 0xFFFF_FFFF))
-
+# --- writing: berth.container.jsonlog ----------------------------------------
 
 def _gzip_last_ns(f) -> int | None:
     """The lastTime moby keeps in a rotated file's gzip header, if it is there."""
@@ -644,19 +334,6 @@ def _open_plain(path: str) -> _Source | None:
         return _Source(open(path, "rb", buffering=0), gz=False)
     except FileNotFoundError:
         return None
-
-
-def _flock(fd: int, operation: int, timeout: float) -> bool:
-    """Take a flock within ``timeout`` seconds; False if it stayed held by someone else."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fcntl.flock(fd, operation | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.0005)
 
 
 def _open_rotated_all(path: str) -> list[_Source]:

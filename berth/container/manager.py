@@ -363,15 +363,27 @@ class ContainerManager:
         return mounts
 
     def _spawn_supervisor(self, c: Container, paths: ContainerPaths, attach_first: bool) -> str:
+        from berth.container import supervisor
+
         read_fd, write_fd = os.pipe()
         try:
-            cmd = supervisor_command(self.state.root, c.id, write_fd, attach_first)
-            proc = subprocess.Popen(cmd, pass_fds=(write_fd,), start_new_session=True,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL, cwd="/")
-            os.close(write_fd)
-            write_fd = -1
-            proc.wait()
+            # The supervisor's parent exits at once: waiting for it is short.
+            if supervisor.forkable():
+                # A fork of this process has berth loaded already: no
+                # interpreter start, no imports, on every start's path.
+                self.state.db.close()   # reopened on next use; none may cross a fork
+                pid = supervisor.fork_supervisor(self.state.root, c.id, write_fd, attach_first)
+                os.close(write_fd)
+                write_fd = -1
+                os.waitpid(pid, 0)
+            else:
+                cmd = supervisor_command(self.state.root, c.id, write_fd, attach_first)
+                proc = subprocess.Popen(cmd, pass_fds=(write_fd,), start_new_session=True,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, cwd="/")
+                os.close(write_fd)
+                write_fd = -1
+                proc.wait()
             with os.fdopen(read_fd, "rb", closefd=True) as r:
                 read_fd = -1
                 line = r.readline().decode().strip()
@@ -453,7 +465,8 @@ class ContainerManager:
                 pass
             self._wait_exit(c, None)
         self.event(c, "stop")
-        return self.get(c.id)
+        found = self.store.find(c.id)  # a --rm container is gone once it stopped
+        return self.reconcile(found) if found else c
 
     def kill(self, ref: str, signal: str | int = "KILL") -> None:
         c = self.get(ref)

@@ -13,8 +13,6 @@ process was started, STDOUT/STDERR data, and EXIT (code) before closing.
 
 from __future__ import annotations
 
-import json
-
 from berth.container.stdio import Demuxer, frame
 
 STDIN, STDOUT, STDERR = 0, 1, 2
@@ -24,6 +22,8 @@ STARTED, FAILED, EXIT = 8, 9, 10
 
 def hello(*, stdin: bool, stdout: bool, stderr: bool, rows: int = 0, cols: int = 0,
           logs: bool = False) -> bytes:
+    import json  # here, not at the top: the supervisor's idle loop imports this module
+
     return frame(HELLO, json.dumps({"stdin": stdin, "stdout": stdout, "stderr": stderr,
                                     "rows": rows, "cols": cols, "logs": logs}).encode())
 
@@ -33,6 +33,8 @@ def resize(rows: int, cols: int) -> bytes:
 
 
 def failed(kind: str, message: str) -> bytes:
+    import json
+
     return frame(FAILED, json.dumps({"kind": kind, "message": message}).encode())
 
 

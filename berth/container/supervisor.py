@@ -1,50 +1,56 @@
 """The per-container supervisor: berth's conmon.
 
-One small process per running container.  It outlives the command that
-started it, makes itself the child subreaper so the container's init is its
-child, holds the container's stdio (pipes or the pty master), writes the
-json-file log, serves attach clients on a unix socket, records the exit code
-and finish time, applies the restart policy, and removes `--rm` containers.
+One process per running container.  It outlives the command that started
+it, makes itself the child subreaper so the container's init is its child,
+holds the container's stdio (pipes or the pty master), writes the json-file
+log, serves attach clients on a unix socket, records the exit code and
+finish time, applies the restart policy, and removes `--rm` containers.
 For its whole life it holds an exclusive lock on the container's
 `supervisor.lock`: a free lock with a record that says running means the
 supervisor died, which `reconcile` notices.
 
-Started as `python -m berth.container.supervisor ROOT ID READY_FD [--attach-first]`.
-It reports on READY_FD: `listening` (with --attach-first, before the first
-client attaches), then `started PID` or `failed KIND MESSAGE`.
+The process is an exec chain (see berth.container.pump): this module sets
+the container up, then hands it to the lean idle loop of
+berth.container.pump, which execs this module again (`--state`) once init
+exits, to record the exit and restart or clean up.  While someone is
+attached, waiting for the exit, the hand-over waits HANDOFF_AFTER seconds,
+so a short-lived container (`run --rm IMAGE true`) never leaves this
+program.
+
+A supervisor starts as a fork of its starter when that is safe
+(`fork_supervisor`: no interpreter start, nothing to import), else as
+`command(...)`: `... berth.container.supervisor ROOT ID READY_FD
+[--attach-first]`.  It reports on READY_FD: `listening` (with
+--attach-first, before the first client attaches), then `started PID` or
+`failed KIND MESSAGE`.  A forked supervisor goes by its starter's command
+line until the hand-over.
 """
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import os
-import selectors
-import signal
 import socket
-import struct
 import sys
-import termios
 import time
 from pathlib import Path
 
 from berth.container import protocol as proto
-from berth.container.logs import JsonFileOptions, JsonFileWriter
+from berth.container.events import emit_container_event
+from berth.container.jsonlog import JsonFileWriter
 from berth.container.paths import ContainerPaths
+from berth.container.pump import (HANDOFF_AFTER, PROCESS_LABEL, Pump, exec_phase, interpreter_argv,
+                                  read_state)
 from berth.container.record import ZERO_TIME
 from berth.container.runtimes import runtime_for
 from berth.container.states import Event, Status
 from berth.container.store import ContainerStore
-from berth.container.events import emit_container_event
 from berth.errors import BerthError, CommandNotFound, NotExecutable
 from berth.runtime.interface import ConsoleSocket, Stdio, set_child_subreaper
 from berth.store.db import Database
 from berth.store.events import EventLog
 
-READ_SIZE = 65536
-# After init exits, output still buffered in pipes is drained for at most this long.
-DRAIN_SECONDS = 2.0
 FIRST_ATTACH_TIMEOUT = 60.0
 # Docker's restart backoff: 100 ms doubling, capped at one minute.
 BACKOFF_START, BACKOFF_MAX = 0.1, 60.0
@@ -55,32 +61,13 @@ def rfc3339_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
-class Client:
-    def __init__(self, sock: socket.socket):
-        self.sock = sock
-        self.demux = proto.Demuxer()
-        self.hello: dict | None = None
-
-    def wants(self, stream: int) -> bool:
-        return bool(self.hello) and self.hello.get({1: "stdout", 2: "stderr"}[stream], False)
-
-    def send(self, data: bytes) -> bool:
-        try:
-            self.sock.sendall(data)
-            return True
-        except OSError:
-            return False
-
-
 class Supervisor:
-    def __init__(self, root: Path, container_id: str, ready_fd: int, attach_first: bool):
+    def __init__(self, root: Path, container_id: str, lock_fd: int, ready_fd: int = -1):
         self.root = root
         self.paths = ContainerPaths(root, container_id)
         self.id = container_id
+        self.lock_fd = lock_fd
         self.ready_fd = ready_fd
-        self.attach_first = attach_first
-        # Only what an idle supervisor needs is loaded: it lives as long as its
-        # container, one per container, so its memory is the engine's overhead.
         self.db = Database(root / "berth.db")
         self.events = EventLog(root)
         self.store = ContainerStore(self.db)
@@ -89,18 +76,10 @@ class Supervisor:
         self.open_stdin = bool(self.container.config.get("OpenStdin"))
         self.stdin_once = bool(self.container.config.get("StdinOnce"))
         self.runtime = runtime_for(self.container.host_config.get("Runtime"), self.paths.runtime_root)
-        log_opts = JsonFileOptions.from_log_opts(
-            (self.container.host_config.get("LogConfig") or {}).get("Config") or {})
-        self.log = JsonFileWriter(self.paths.log, max_size=log_opts.max_size,
-                                  max_file=log_opts.max_file, compress=log_opts.compress)
-        self.sel = selectors.DefaultSelector()
-        self.clients: list[Client] = []
-        self.pending: dict[int, Client] = {}
-        self.init_pid = 0
-        self.init_status: int | None = None
-        self.outputs: dict[int, int] = {}  # fd -> stream id
-        self.stdin_fd: int | None = None
-        self.master_fd: int | None = None
+        self.pump: Pump | None = None
+        self.started_at = 0.0
+        self.backoff = BACKOFF_START
+        self.oom_killed = False
 
     # -- reporting ------------------------------------------------------------
 
@@ -119,37 +98,39 @@ class Supervisor:
 
     # -- main -----------------------------------------------------------------
 
-    def run(self) -> int:
-        set_child_subreaper()
-        self.paths.run.mkdir(parents=True, exist_ok=True)
-        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock_path = str(self.paths.attach_socket)
-        try:
-            os.unlink(sock_path)
-        except FileNotFoundError:
-            pass
-        self.server.bind(sock_path)
-        os.chmod(sock_path, 0o600)
-        self.server.listen(16)
-        self.sel.register(self.server, selectors.EVENT_READ, "accept")
-        self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(wake_w)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        self.sel.register(self.wake_r, selectors.EVENT_READ, "signal")
-        if self.attach_first:
+    def run(self, attach_first: bool) -> int:
+        """A fresh supervisor: start the container and see it through."""
+        set_child_subreaper()   # kept across exec, like the PID
+        self.pump = Pump(self.listen(), self.open_log(), tty=self.tty, open_stdin=self.open_stdin,
+                         stdin_once=self.stdin_once)
+        if attach_first:
             self.report("listening")
             self.wait_first_client()
+        return self.supervise(exited=False)
 
-        backoff = BACKOFF_START
+    def resume(self, state: dict) -> int:
+        """Carry on after the idle phase, whose init has exited."""
+        os.set_inheritable(self.lock_fd, False)
+        self.started_at, self.backoff = state["started_at"], state["backoff"]
+        if "error" in state:
+            raise BerthError(state["error"])
+        self.pump = Pump.take_over(state["pump"])
+        return self.supervise(exited=True)
+
+    def supervise(self, exited: bool) -> int:
         while True:
-            started_at = time.monotonic()
-            exit_code = self.run_once()
-            if exit_code is None:  # could not start: already recorded
-                break
+            if not exited:
+                self.started_at = time.monotonic()
+                if not self.start():
+                    return 0    # could not start: already recorded
+                if not self.pump.run(handoff_after=self.handoff_delay()):
+                    self.hand_over()
+            exited = False
+            exit_code = self.after_exit()
             self.container = self.store.get(self.id)
             if not self.should_restart(exit_code):
                 self.finish(exit_code)
-                break
+                return 0
             count = self.container.state.get("RestartCount", 0) + 1
             self.store.transition(self.id, Event.RESTART, RestartCount=count, ExitCode=exit_code,
                                   FinishedAt=rfc3339_now(), Pid=0)
@@ -157,46 +138,126 @@ class Supervisor:
             self.broadcast_exit(exit_code)
             # A container that ran for a while restarts at once (Docker resets
             # the backoff after 10 s of running).
-            backoff = BACKOFF_START if time.monotonic() - started_at > 10 else min(backoff * 2, BACKOFF_MAX)
-            if self.sleep_unless_stopped(backoff):
+            self.backoff = (BACKOFF_START if time.monotonic() - self.started_at > 10
+                            else min(self.backoff * 2, BACKOFF_MAX))
+            if self.sleep_unless_stopped(self.backoff):
                 self.finish(exit_code)
-                break
-        return 0
+                return 0
+
+    def handoff_delay(self) -> float:
+        """How long this program serves a started container before the idle
+        loop takes over.  Someone attached waits for the exit, whose handling
+        is quickest here, so a short-lived container (`run --rm IMAGE true`)
+        never pays for the exec chain; with nobody waiting (`run -d`), the
+        container goes to the lean loop at once."""
+        return HANDOFF_AFTER if self.pump.clients else 0.0
+
+    def hand_over(self) -> None:
+        """Exec the idle loop; it execs this module again when init exits."""
+        self.db.close()
+        os.set_inheritable(self.lock_fd, True)
+        state = {"pump": self.pump.hand_over(), "lock": self.lock_fd, "started_at": self.started_at,
+                 "backoff": self.backoff}
+        exec_phase("berth.container.pump", str(self.root), self.id, state)
+
+    def listen(self) -> int:
+        """The attach socket, listening; its descriptor."""
+        self.paths.run.mkdir(parents=True, exist_ok=True)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock_path = str(self.paths.attach_socket)
+        try:
+            os.unlink(sock_path)
+        except FileNotFoundError:
+            pass
+        server.bind(sock_path)
+        os.chmod(sock_path, 0o600)
+        server.listen(16)
+        return server.detach()
+
+    def open_log(self) -> JsonFileWriter:
+        opts = (self.container.host_config.get("LogConfig") or {}).get("Config") or {}
+        if not opts:
+            return JsonFileWriter(self.paths.log)
+        from berth.container.logs import JsonFileOptions  # the option parser is big; most have none
+
+        log_opts = JsonFileOptions.from_log_opts(opts)
+        return JsonFileWriter(self.paths.log, max_size=log_opts.max_size, max_file=log_opts.max_file,
+                              compress=log_opts.compress)
 
     def wait_first_client(self) -> None:
         deadline = time.monotonic() + FIRST_ATTACH_TIMEOUT
-        while not any(c.hello is not None for c in self.clients) and time.monotonic() < deadline:
-            self.poll(0.5)
+        while not any(c.hello is not None for c in self.pump.clients) and time.monotonic() < deadline:
+            self.pump.poll(0.5)
 
-    def run_once(self) -> int | None:
-        """Start the process, pump its stdio until it exits; its exit code."""
+    def start(self) -> bool:
+        """Start the process; on failure record it, tell everyone, and return False."""
         try:
             self.start_process()
         except BerthError as e:
             code = 127 if isinstance(e, CommandNotFound) else 126 if isinstance(e, NotExecutable) else 128
             kind = type(e).__name__
-            self.close_stdio()
             self.release()
             self.store.transition(self.id, Event.START, Pid=0)
             self.store.transition(self.id, Event.DIE, ExitCode=code, Error=str(e),
                                   FinishedAt=rfc3339_now())
             self.report(f"failed {kind} {e}")
             self.close_report()
-            for c in self.clients:
+            for c in self.pump.clients:
                 c.send(proto.failed(kind, str(e)))
             self.broadcast_exit(code)
             if self.container.host_config.get("AutoRemove"):
                 self.remove()
-            return None
-        self.store.transition(self.id, Event.START, Pid=self.init_pid, StartedAt=rfc3339_now(),
+            return False
+        pid = self.pump.init_pid
+        self.store.transition(self.id, Event.START, Pid=pid, StartedAt=rfc3339_now(),
                               ExitCode=0, Error="", OOMKilled=False, FinishedAt=ZERO_TIME)
         emit_container_event(self.events, self.container, "start")
-        self.report(f"started {self.init_pid}")
+        self.report(f"started {pid}")
         self.close_report()
-        self.db.close()  # reopened at the exit; an idle supervisor holds no database
-        for c in self.clients:
-            c.send(proto.frame(proto.STARTED, str(self.init_pid).encode()))
-        self.pump()
+        self.db.close()  # reopened at the exit; a running container's supervisor holds no database
+        for c in self.pump.clients:
+            c.send(proto.frame(proto.STARTED, str(pid).encode()))
+        return True
+
+    def start_process(self) -> None:
+        """Create and start the container's process, its stdio given to the pump."""
+        ours: list[int] = []        # our ends, until the pump has them
+        theirs: list[int] = []      # the process's ends, closed here once it has them
+        try:
+            if self.tty:
+                with ConsoleSocket() as console:
+                    pid = self.runtime.create(self.id, self.paths.bundle, console_socket=console.path)
+                    master = console.receive()
+                ours.append(master)
+                self.pump.attach_process(pid, {master: proto.STDOUT}, stdin_fd=master, master_fd=master)
+            else:
+                out_r, out_w = os.pipe2(os.O_CLOEXEC)
+                ours.append(out_r)
+                theirs.append(out_w)
+                err_r, err_w = os.pipe2(os.O_CLOEXEC)
+                ours.append(err_r)
+                theirs.append(err_w)
+                stdin = stdin_w = None
+                if self.open_stdin:
+                    stdin, stdin_w = os.pipe2(os.O_CLOEXEC)
+                    ours.append(stdin_w)
+                    theirs.append(stdin)
+                pid = self.runtime.create(self.id, self.paths.bundle,
+                                          stdio=Stdio(stdin=stdin, stdout=out_w, stderr=err_w))
+                self.pump.attach_process(pid, {out_r: proto.STDOUT, err_r: proto.STDERR}, stdin_fd=stdin_w)
+            ours = []
+            self.runtime.start(self.id)
+        except BaseException:
+            for fd in ours:
+                os.close(fd)
+            self.pump.end_process()
+            raise
+        finally:
+            for fd in theirs:
+                os.close(fd)
+
+    def after_exit(self) -> int:
+        """What follows every exit of init: the runtime's record goes; the exit code."""
         self.oom_killed = _oom_killed(self.paths.bundle)  # read before delete removes the cgroup
         if self.oom_killed:
             emit_container_event(self.events, self.container, "oom")
@@ -205,172 +266,7 @@ class Supervisor:
             self.runtime.delete(self.id, force=True)
         except BerthError:
             pass
-        status = self.init_status or 0
-        code = os.waitstatus_to_exitcode(status)
-        return 128 - code if code < 0 else code
-
-    def start_process(self) -> None:
-        self.init_status = None
-        child_fds: list[int] = []
-        try:
-            if self.tty:
-                with ConsoleSocket() as console:
-                    self.init_pid = self.runtime.create(self.id, self.paths.bundle,
-                                                        console_socket=console.path)
-                    self.master_fd = console.receive()
-                os.set_blocking(self.master_fd, False)
-                self.outputs = {self.master_fd: proto.STDOUT}
-                self.stdin_fd = self.master_fd
-                self.apply_client_size()
-            else:
-                out_r, out_w = os.pipe2(os.O_CLOEXEC)
-                err_r, err_w = os.pipe2(os.O_CLOEXEC)
-                child_fds += [out_w, err_w]
-                stdin = None
-                if self.open_stdin:
-                    in_r, in_w = os.pipe2(os.O_CLOEXEC)
-                    child_fds.append(in_r)
-                    stdin, self.stdin_fd = in_r, in_w
-                self.outputs = {out_r: proto.STDOUT, err_r: proto.STDERR}
-                for fd in self.outputs:
-                    os.set_blocking(fd, False)
-                self.init_pid = self.runtime.create(
-                    self.id, self.paths.bundle, stdio=Stdio(stdin=stdin, stdout=out_w, stderr=err_w))
-            self.runtime.start(self.id)
-        finally:
-            for fd in child_fds:
-                os.close(fd)
-        for fd in self.outputs:
-            self.sel.register(fd, selectors.EVENT_READ, "output")
-
-    # -- the event loop ---------------------------------------------------------
-
-    def pump(self) -> None:
-        drain_deadline = None
-        while True:
-            if self.init_status is not None:
-                if not self.outputs:
-                    break
-                if drain_deadline is None:
-                    drain_deadline = time.monotonic() + DRAIN_SECONDS
-                elif time.monotonic() > drain_deadline:
-                    break
-            self.poll(0.2 if self.init_status is not None else None)
-        for fd in list(self.outputs):
-            self.close_output(fd)
-        self.close_stdio()
-
-    def poll(self, timeout: float | None) -> None:
-        for key, _ in self.sel.select(timeout):
-            what = key.data
-            if what == "output":
-                self.on_output(key.fd)
-            elif what == "accept":
-                self.on_accept()
-            elif what == "signal":
-                self.on_signal()
-            else:
-                self.on_client(what)
-
-    def on_output(self, fd: int) -> None:
-        try:
-            data = os.read(fd, READ_SIZE)
-        except BlockingIOError:
-            return
-        except OSError as e:
-            if e.errno != errno.EIO:  # EIO: the pty's last slave closed
-                raise
-            data = b""
-        if not data:
-            self.close_output(fd)
-            return
-        stream = self.outputs[fd]
-        self.log.write("stdout" if stream == proto.STDOUT else "stderr", data)
-        payload = proto.frame(stream, data)
-        for c in list(self.clients):
-            if c.wants(stream) and not c.send(payload):
-                self.drop(c)
-
-    def close_output(self, fd: int) -> None:
-        if fd in self.outputs:
-            stream = self.outputs.pop(fd)
-            self.sel.unregister(fd)
-            if fd != self.master_fd:
-                os.close(fd)
-            # Each stream ends on its own: its unfinished last line is logged now.
-            self.log.flush_partial("stdout" if stream == proto.STDOUT else "stderr")
-
-    def close_stdio(self) -> None:
-        for fd in {self.stdin_fd, self.master_fd} - {None}:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self.stdin_fd = self.master_fd = None
-
-    def on_accept(self) -> None:
-        sock, _ = self.server.accept()
-        client = Client(sock)
-        self.clients.append(client)
-        self.sel.register(sock, selectors.EVENT_READ, client)
-
-    def on_client(self, client: Client) -> None:
-        try:
-            data = client.sock.recv(READ_SIZE)
-        except OSError:
-            data = b""
-        if not data:
-            self.drop(client)
-            return
-        for kind, payload in client.demux.feed(data):
-            if kind == proto.HELLO:
-                client.hello = json.loads(payload)
-                if self.tty and self.master_fd is not None:
-                    self.apply_client_size()
-            elif kind == proto.STDIN and self.stdin_fd is not None and client.hello.get("stdin"):
-                try:
-                    os.write(self.stdin_fd, payload)
-                except OSError:
-                    pass
-            elif kind == proto.STDIN_EOF and client.hello.get("stdin"):
-                if self.stdin_once and not self.tty and self.stdin_fd is not None:
-                    os.close(self.stdin_fd)
-                    self.stdin_fd = None
-            elif kind == proto.RESIZE and self.master_fd is not None:
-                rows, cols = (int(x) for x in payload.split())
-                _set_winsize(self.master_fd, rows, cols)
-
-    def drop(self, client: Client) -> None:
-        if client in self.clients:
-            self.clients.remove(client)
-            self.sel.unregister(client.sock)
-            client.sock.close()
-            if (client.hello or {}).get("stdin") and self.stdin_once and not self.tty \
-                    and self.stdin_fd is not None:
-                os.close(self.stdin_fd)
-                self.stdin_fd = None
-
-    def apply_client_size(self) -> None:
-        for c in self.clients:
-            if c.hello and c.hello.get("rows") and c.hello.get("cols"):
-                _set_winsize(self.master_fd, c.hello["rows"], c.hello["cols"])
-                return
-
-    def on_signal(self) -> None:
-        try:
-            while os.read(self.wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            if pid == self.init_pid:
-                self.init_status = status
+        return self.pump.exit_code
 
     # -- after an exit ----------------------------------------------------------
 
@@ -390,16 +286,15 @@ class Supervisor:
         """Wait out the restart backoff; True when `stop` was asked meanwhile."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            self.poll(min(0.1, deadline - time.monotonic()))
+            self.pump.poll(min(0.1, deadline - time.monotonic()))
             if self.store.get(self.id).state.get("ManuallyStopped"):
                 return True
         return False
 
     def finish(self, exit_code: int) -> None:
-        oom = getattr(self, "oom_killed", False)
         self.release()
         self.store.transition(self.id, Event.DIE, ExitCode=exit_code, FinishedAt=rfc3339_now(), Pid=0,
-                              OOMKilled=oom)
+                              OOMKilled=self.oom_killed)
         emit_container_event(self.events, self.container, "die", exitCode=str(exit_code))
         if self.container.host_config.get("AutoRemove"):
             self.remove()
@@ -408,31 +303,35 @@ class Supervisor:
         self.close_report()
 
     def release(self) -> None:
-        _full_environment()
+        self.full_environment()
         from berth.container.cleanup import release_resources  # loaded at the exit only
         from berth.store.state import State
         release_resources(State(self.root), self.container, self.runtime)
 
     def remove(self) -> None:
-        _full_environment()
+        self.full_environment()
         from berth.container.cleanup import remove_container
         from berth.store.state import State
         remove_container(State(self.root), self.store, self.container, self.runtime, anonymous_volumes=True)
 
+    def full_environment(self) -> None:
+        """Bring site-packages in for a release hook (a provider's module may
+        need them); the tens of milliseconds of .pth handling are spent only then."""
+        if self.container.spec.get("ReleaseHook"):
+            _full_environment()
+
     def broadcast_exit(self, exit_code: int) -> None:
-        for c in list(self.clients):
-            c.send(proto.frame(proto.EXIT, str(exit_code).encode()))
-            self.drop(c)
+        message = proto.frame(proto.EXIT, str(exit_code).encode())
+        for c in list(self.pump.clients):
+            c.send(message)
+            self.pump.drop(c)
 
 
 def command(root: Path, container_id: str, ready_fd: int, attach_first: bool) -> list[str]:
-    """argv of a supervisor: a lean interpreter (-I -S: no site-packages at
-    start) that loads only what an idle supervisor needs."""
-    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
-            "from berth.container.supervisor import main; sys.exit(main(sys.argv[1:]))")
-    return [sys.executable, "-I", "-S", "-c", code, str(root), container_id, str(ready_fd)] + (
-        ["--attach-first"] if attach_first else [])
+    """argv of a new supervisor: a lean interpreter (-I -S: no site-packages at
+    start) that loads only what the supervisor needs."""
+    return interpreter_argv("berth.container.supervisor", [str(root), container_id, str(ready_fd)] + (
+        ["--attach-first"] if attach_first else []))
 
 
 def _full_environment() -> None:
@@ -441,13 +340,6 @@ def _full_environment() -> None:
         import site
         site.main()
         _full_environment.done = True
-
-
-def _set_winsize(fd: int, rows: int, cols: int) -> None:
-    try:
-        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    except OSError:
-        pass
 
 
 def _oom_killed(bundle: Path) -> bool:
@@ -472,27 +364,126 @@ def _oom_killed(bundle: Path) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    root, container_id, ready_fd = Path(argv[0]), argv[1], int(argv[2])
-    attach_first = "--attach-first" in argv[3:]
+    """argv: LABEL ROOT ID READY_FD [--attach-first], or LABEL ROOT ID --state FD
+    when the idle phase hands back (see berth.container.pump)."""
+    _label, root, container_id, *rest = argv
+    if rest[0] == "--state":
+        state = read_state(int(rest[1]))
+        _exit(_guarded(Path(root), container_id, state["lock"], -1, lambda sup: sup.resume(state)))
     # Detach from the starting command: it reaps the parent at once, and the
     # supervisor lives on in its own session.
     if os.fork():
         os._exit(0)
+    _exit(_start(Path(root), container_id, int(rest[0]), "--attach-first" in rest[1:]))
+
+
+def _exit(code: int) -> None:
+    """End at once: EXIT went to the clients last, and one acting on it (a
+    `wait`, then a check that nothing is left) must not find us tearing
+    down an interpreter.  Nothing is left to flush but stderr."""
+    try:
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def forkable() -> bool:
+    """Whether `fork_supervisor` may be used here: in a process with other
+    threads, a forked child could find their locks held forever."""
+    return len(os.listdir("/proc/self/task")) == 1
+
+
+def fork_supervisor(root: Path, container_id: str, ready_fd: int, attach_first: bool) -> int:
+    """Start a supervisor as a fork of the calling process, which saves it an
+    interpreter start and the imports the caller has already done.
+
+    The caller must be `forkable()` and hold no SQLite connection (one must
+    never cross a fork).  Returns the PID of a child that exits at once
+    (wait for it); the supervisor is its child, in a new session, and
+    reports on ``ready_fd`` as `command` describes.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()  # or the child might write the caller's output again
+        except (OSError, ValueError):
+            pass
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:        # never return into the caller's code: this is a copy of it
+        os.setsid()
+        if os.fork():
+            code = 0
+        else:
+            _forget_caller(keep=ready_fd)
+            code = _start(root, container_id, ready_fd, attach_first)
+    except BaseException:   # noqa: BLE001 - the copy must end here whatever happens
+        import traceback
+        traceback.print_exc()
+    finally:
+        _exit(code)
+
+
+def _forget_caller(keep: int) -> None:
+    """Leave a forked caller's environment for a fresh interpreter's: default
+    signal handling, no terminal or pipes of the caller's held open."""
+    import signal
+
+    signal.set_wakeup_fd(-1)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    for sig in signal.valid_signals():
+        try:
+            handler = signal.getsignal(sig)
+        except (OSError, ValueError):
+            continue
+        if callable(handler) and handler is not signal.default_int_handler:
+            signal.signal(sig, signal.SIG_DFL)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+    # Descriptors the caller inherited (ours are all close-on-exec and go at
+    # the first exec); a parent waiting for one to close must not wait for us.
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd != keep:
+            try:
+                if os.get_inheritable(fd):
+                    os.close(fd)
+            except OSError:
+                pass
+    os.chdir("/")
+
+
+def _start(root: Path, container_id: str, ready_fd: int, attach_first: bool) -> int:
+    """A new supervisor, detached from its starter: log, lock, run."""
     paths = ContainerPaths(root, container_id)
     log_fd = os.open(paths.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     os.dup2(log_fd, 2)
+    os.close(log_fd)
     lock_fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.write(ready_fd, b"failed Conflict the container already has a supervisor\n")
         return 1
-    sup = Supervisor(root, container_id, ready_fd, attach_first)
+    return _guarded(root, container_id, lock_fd, ready_fd, lambda sup: sup.run(attach_first))
+
+
+def _guarded(root: Path, container_id: str, lock_fd: int, ready_fd: int, body) -> int:
+    """Run ``body(supervisor)``; if it fails, record the container's end anyway."""
+    sup = None
     try:
-        return sup.run()
+        sup = Supervisor(root, container_id, lock_fd, ready_fd)
+        return body(sup)
     except BaseException as e:
         import traceback
         traceback.print_exc()
+        if sup is None:
+            if ready_fd >= 0:
+                os.write(ready_fd, f"failed BerthError supervisor error: {e}\n".encode())
+            return 1
         sup.report(f"failed BerthError supervisor error: {e}")
         try:
             sup.release()
@@ -506,4 +497,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main([PROCESS_LABEL, *sys.argv[1:]]))

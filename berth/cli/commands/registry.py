@@ -166,8 +166,11 @@ def pull_missing(engine, name: str, *, policy: str = "missing", platform: str | 
     """For `run`, `create` and `build`: the image, pulled first when Docker would,
     reporting on stderr as `docker run` does."""
     if policy in ("missing", "never") and platform is None:
-        # The common case needs no registry code at all (it loads an HTTP stack).
-        image = engine.images.store.find(name)
+        # The common case needs no registry code at all (it loads an HTTP stack),
+        # nor the image service (tar, lzma, bz2, urllib and the Dockerfile parser).
+        from berth.image.store import ImageStore
+
+        image = ImageStore(engine.state).find(name)
         if image is not None:
             return image
 
