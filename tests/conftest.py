@@ -3,12 +3,13 @@
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import io
 from pathlib import Path
 
 import pytest
+
+from berthtest import Berth  # noqa: E402,F401  (a module of its own: test files import it too)
 
 BUSYBOX = "/bin/busybox"
 
@@ -25,23 +26,6 @@ def root(tmp_path):
     for m in sorted((m for m in mounts if m.startswith(str(d))), reverse=True):
         subprocess.run(["umount", "-l", m], check=False)
     shutil.rmtree(d, ignore_errors=True)
-
-
-class Berth:
-    """Runs the real `berth` CLI against one state root."""
-
-    def __init__(self, root: Path):
-        self.root = root
-
-    def __call__(self, *args, input=None, check=True, timeout=120, env=None, binary=False):
-        cmd = [sys.executable, "-m", "berth", "--root", str(self.root), *map(str, args)]
-        p = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout,
-                           env={**os.environ, **(env or {})},
-                           text=not (binary or isinstance(input, bytes)))
-        if check and p.returncode != 0:
-            raise AssertionError(f"berth {' '.join(map(str, args))} exited {p.returncode}:\n"
-                                 f"{p.stdout}\n{p.stderr}")
-        return p
 
 
 @pytest.fixture

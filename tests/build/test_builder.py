@@ -25,7 +25,7 @@ ID = re.compile(r"\b[0-9a-f]{12}\b")
 @pytest.fixture(scope="session")
 def bb_archive(tmp_path_factory, busybox_tar):
     """A busybox image saved once, so every test (and Docker) loads the same image ID."""
-    from conftest import Berth
+    from berthtest import Berth
     work = tmp_path_factory.mktemp("bb-archive")
     b = Berth(work / "root")
     b("import", "-c", 'CMD ["sh"]', busybox_tar, "bb:latest")
@@ -372,7 +372,9 @@ BAD = [
      "ADD failed: forbidden path outside the build context: ../x ()"),
     ("failing RUN", "FROM bb\nRUN echo out; exit 3\n", 3,
      "The command '/bin/sh -c echo out; exit 3' returned a non-zero code: 3"),
-    ("missing base image", "FROM nosuchimage\n", 1, "No such image: nosuchimage:latest"),
+    # Not here, so pulled: from a registry on loopback that is not there.
+    ("missing base image", "FROM 127.0.0.1:9/nosuchimage\n", 1,
+     'Get "http://127.0.0.1:9/v2/": dial tcp 127.0.0.1:9: connect: connection refused'),
     ("unknown group", "FROM bb\nCOPY --chown=nobody:nosuch Dockerfile /\n", 1,
      "unable to convert uid/gid chown string to host mapping: can't find gid for group nosuch: "
      "no such group: nosuch"),

@@ -62,6 +62,8 @@ def register(sub) -> None:
             ("pull", registry_commands.cmd_pull, registry_commands.pull_flags, "Download an image from a registry"),
             ("push", registry_commands.cmd_push, registry_commands.push_flags, "Upload an image to a registry")):
         flags(add_command(isub, name, handler, help_))
+    from berth.cli.commands.build import add_flags as build_flags, cmd_build
+    build_flags(add_command(isub, "build", cmd_build, "Build an image from a Dockerfile"))
     p = add_command(isub, "tag", cmd_tag, "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
     p.add_argument("source")
     p.add_argument("target")

@@ -1,0 +1,24 @@
+"""The real `berth` CLI, run against one state root (tests import this module
+by a name no other folder's conftest shadows)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+class Berth:
+    """Runs the real `berth` CLI against one state root."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def __call__(self, *args, input=None, check=True, timeout=120, env=None, binary=False):
+        cmd = [sys.executable, "-m", "berth", "--root", str(self.root), *map(str, args)]
+        p = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout,
+                           env={**os.environ, **(env or {})},
+                           text=not (binary or isinstance(input, bytes)))
+        if check and p.returncode != 0:
+            raise AssertionError(f"berth {' '.join(map(str, args))} exited {p.returncode}:\n"
+                                 f"{p.stdout}\n{p.stderr}")
+        return p
