@@ -26,6 +26,9 @@ def root(tmp_path):
     for m in sorted((m for m in mounts if m.startswith(str(d))), reverse=True):
         subprocess.run(["umount", "-l", m], check=False)
     shutil.rmtree(d, ignore_errors=True)
+    # The root's run directory (sockets, runtime state) lives under /run/berth.
+    from berth.container.paths import run_dir
+    shutil.rmtree(run_dir(d), ignore_errors=True)
 
 
 @pytest.fixture
