@@ -15,35 +15,10 @@ from collections.abc import Mapping
 from typing import BinaryIO
 
 from berth.image import config as cfgmod
+from berth.image.config import docker_container_config as docker_config
 from berth.image.store import Image, ImageStore
 
 __all__ = ["child_config", "commit_step", "docker_config"]
-
-# Docker's container.Config in Go's field order, with the JSON of its zero
-# value (None where Go writes null); the second group is omitted when empty.
-_FIELDS = (("Hostname", ""), ("Domainname", ""), ("User", ""), ("AttachStdin", False),
-           ("AttachStdout", False), ("AttachStderr", False), ("ExposedPorts", None), ("Tty", False),
-           ("OpenStdin", False), ("StdinOnce", False), ("Env", None), ("Cmd", None),
-           ("Healthcheck", None), ("ArgsEscaped", None), ("Image", ""), ("Volumes", None),
-           ("WorkingDir", ""), ("Entrypoint", None), ("NetworkDisabled", None), ("MacAddress", None),
-           ("OnBuild", None), ("Labels", None), ("StopSignal", None), ("StopTimeout", None),
-           ("Shell", None))
-_OMIT_EMPTY = frozenset({"ExposedPorts", "Healthcheck", "ArgsEscaped", "NetworkDisabled", "MacAddress",
-                         "StopSignal", "StopTimeout", "Shell"})
-
-
-def docker_config(config: Mapping) -> dict:
-    """`config` as Docker serialises a container.Config: every field, Go's order."""
-    out = {}
-    for key, zero in _FIELDS:
-        value = config.get(key, zero)
-        if key in _OMIT_EMPTY and not value:
-            continue
-        out[key] = value
-    for key, value in config.items():
-        out.setdefault(key, value)
-    return out
-
 
 def child_config(parent: Mapping | None, *, config: Mapping, container_config: Mapping,
                  container_id: str, author: str, created_by: str, diff_id: str | None,

@@ -424,7 +424,7 @@ class ImageService:
             "Created": cfg.get("created") or "0001-01-01T00:00:00Z",
             "DockerVersion": cfg.get("docker_version", ""),
             "Author": cfg.get("author", ""),
-            "Config": docker_container_config(cfg.get("config") or {}),
+            "Config": cfgmod.docker_container_config(cfg.get("config") or {}),
             "Architecture": cfg.get("architecture", ""),
             **({"Variant": cfg["variant"]} if cfg.get("variant") else {}),
             "Os": cfg.get("os", ""),
@@ -615,27 +615,3 @@ def _parse_until(value: str) -> float:
     if not t:
         raise InvalidArgument(f"invalid value for until filter: {value}")
     return time.time() - t
-
-
-_CONFIG_DEFAULTS = [
-    ("Hostname", ""), ("Domainname", ""), ("User", ""), ("AttachStdin", False),
-    ("AttachStdout", False), ("AttachStderr", False), ("ExposedPorts", None), ("Tty", False),
-    ("OpenStdin", False), ("StdinOnce", False), ("Env", None), ("Cmd", None),
-    ("Healthcheck", None), ("ArgsEscaped", None), ("Image", ""), ("Volumes", None),
-    ("WorkingDir", ""), ("Entrypoint", None), ("OnBuild", None), ("Labels", None),
-    ("StopSignal", None), ("Shell", None),
-]
-_OMIT_EMPTY = {"ExposedPorts", "Healthcheck", "ArgsEscaped", "StopSignal", "Shell"}
-
-
-def docker_container_config(config: dict) -> dict:
-    """An image's `config` as Docker's inspect shows it: every field, in Go's order."""
-    out = {}
-    for key, default in _CONFIG_DEFAULTS:
-        value = config.get(key, default)
-        if key in _OMIT_EMPTY and not value:
-            continue
-        out[key] = value
-    for key, value in config.items():
-        out.setdefault(key, value)
-    return out

@@ -11,6 +11,7 @@ import platform
 import re
 import time
 from dataclasses import dataclass
+from typing import Mapping
 from datetime import datetime, timezone
 
 from berth.errors import DataCorrupt
@@ -150,4 +151,30 @@ def chain_ids(diff_ids_: list[str]) -> list[str]:
     out: list[str] = []
     for d in diff_ids_:
         out.append(d if not out else dg.of_bytes(f"{out[-1]} {d}".encode()))
+    return out
+
+
+# Docker's container.Config in Go's field order, with the JSON of its zero
+# value (None where Go writes null); the second group is omitted when empty.
+_FIELDS = (("Hostname", ""), ("Domainname", ""), ("User", ""), ("AttachStdin", False),
+           ("AttachStdout", False), ("AttachStderr", False), ("ExposedPorts", None), ("Tty", False),
+           ("OpenStdin", False), ("StdinOnce", False), ("Env", None), ("Cmd", None),
+           ("Healthcheck", None), ("ArgsEscaped", None), ("Image", ""), ("Volumes", None),
+           ("WorkingDir", ""), ("Entrypoint", None), ("NetworkDisabled", None), ("MacAddress", None),
+           ("OnBuild", None), ("Labels", None), ("StopSignal", None), ("StopTimeout", None),
+           ("Shell", None))
+_OMIT_EMPTY = frozenset({"ExposedPorts", "Healthcheck", "ArgsEscaped", "NetworkDisabled", "MacAddress",
+                         "StopSignal", "StopTimeout", "Shell"})
+
+
+def docker_container_config(config: Mapping) -> dict:
+    """`config` as Docker serialises a container.Config: every field, Go's order."""
+    out = {}
+    for key, zero in _FIELDS:
+        value = config.get(key, zero)
+        if key in _OMIT_EMPTY and not value:
+            continue
+        out[key] = value
+    for key, value in config.items():
+        out.setdefault(key, value)
     return out
