@@ -5,12 +5,10 @@ published port, neither able to reach the other's address and port."""
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+from tutlib import fetch, free_port  # noqa: E402
 
 CLIENTS = Path(__file__).resolve().parents[2] / "examples" / "clients"
 # Exits 0 when a TCP connection to argv[1]:80 succeeds within 3 s, 3 when
@@ -19,24 +17,6 @@ CONNECT = ("import socket, sys\n"
            "s = socket.socket()\n"
            "s.settimeout(3)\n"
            "sys.exit(0 if s.connect_ex((sys.argv[1], 80)) == 0 else 3)\n")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def fetch(url: str, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                return r.read().decode()
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ build installs the tutorial's packages from Debian and its requirements
 from PyPI every time, into a fresh state root.
 """
 
-import socket
 import subprocess
 import sys
 import time
@@ -19,29 +18,11 @@ from pathlib import Path
 
 import pexpect
 import pytest
+from tutlib import fetch, free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "tutorial"
 NAME = "my_application_instance"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def fetch(url: str, timeout: float = 30.0) -> str:
-    """The body at `url`, waiting for the server to come up."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                return r.read().decode()
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def berth_in(root: Path, cwd: Path, *args, timeout: float) -> subprocess.CompletedProcess:
