@@ -246,6 +246,8 @@ def serve(engine, hosts: list[str], *, group: str | None = DEFAULT_GROUP, group_
     networks = _optional(engine, "networks")
     if networks is not None and hasattr(networks, "recover"):
         networks.recover()  # give back what containers that died meanwhile held in the kernel
+    # This process is multi-threaded: supervisors are forked by a helper instead.
+    fork_server = engine.use_fork_server(log=log) if hasattr(type(engine), "use_fork_server") else None
     server = ApiServer(application(engine, log=log, debug=debug), listeners, tls_context)
     previous = {sig: signal.signal(sig, lambda *_: server.shutdown()) for sig in (signal.SIGTERM, signal.SIGINT)}
     for host in hosts or [DEFAULT_HOST]:
@@ -258,5 +260,7 @@ def serve(engine, hosts: list[str], *, group: str | None = DEFAULT_GROUP, group_
         for sock in listeners:
             sock.close()
         _remove_sockets(paths)
+        if fork_server is not None:
+            fork_server.close()
         log("daemon shut down; containers keep running under their supervisors")
     return 0

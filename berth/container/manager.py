@@ -376,6 +376,12 @@ class ContainerManager:
                 os.close(write_fd)
                 write_fd = -1
                 os.waitpid(pid, 0)
+            elif (server := getattr(self, "fork_server", None)) is not None and server.spawn(
+                    self.state.root, c.id, write_fd, attach_first):
+                # A multi-threaded caller (the daemon) has its fork server
+                # (berth.container.forkserver) fork the supervisor instead.
+                os.close(write_fd)
+                write_fd = -1
             else:
                 cmd = supervisor_command(self.state.root, c.id, write_fd, attach_first)
                 proc = subprocess.Popen(cmd, pass_fds=(write_fd,), start_new_session=True,

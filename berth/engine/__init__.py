@@ -75,5 +75,15 @@ class Engine:
         """(container ID, running) of every container created from the image."""
         return self.containers.using_image(image_id)
 
+    def use_fork_server(self, log=None):
+        """Have supervisors forked by a fork server (berth.container.forkserver):
+        for a multi-threaded process (the daemon), which cannot fork them
+        itself.  Returns the server, started; close it when done."""
+        from berth.container.forkserver import ForkServer
+        server = ForkServer(log=log)
+        self.containers.fork_server = server
+        server.start()
+        return server
+
     def close(self) -> None:
         self.state.db.close()
