@@ -150,6 +150,7 @@ class AttachHub:
                     if kind == proto.FAILED:
                         failure = start_failure(payload)
                     break
+                self._notify()  # started (or failed): waiters look again now
             p.deliver(conn, frames)
         if failure is not None:
             raise failure
@@ -195,6 +196,7 @@ class AttachHub:
         def block() -> tuple[int, str | None]:
             code = first.state.get("ExitCode", 0)
             error = first.state.get("Error") or None
+            asked = False   # the supervisor, just now: the next look need not wait
             while True:
                 try:
                     c = self.containers.get(first.id)
@@ -210,14 +212,18 @@ class AttachHub:
                     return code, error
                 if condition == "next-exit" and exited:
                     return code, error
-                if c.status in SUPERVISED:
+                if c.status in SUPERVISED and not asked:
                     seen = self._exit_of(c.id)
                     if seen is not None:
                         code = seen
                         if condition == "next-exit":
                             return code, error
                         continue
-                    # No supervisor to ask (it is recording the exit): look again shortly.
+                    # Its supervisor hung up: it has just recorded the exit (and
+                    # removed an --rm container), or is about to.  Look again at once.
+                    asked = True
+                    continue
+                asked = False
                 with self._changed:
                     self._changed.wait(_POLL)
         return block
