@@ -420,10 +420,21 @@ def _create(opts, container_id, bundle, directory, cleanup, console_socket, pid_
     if console is not None:
         console.close()
 
-    try:
-        cgroups.add(stage)
-    except CgroupError as e:
-        raise RuntimeFailure(f"unable to join the container's cgroups: {e}") from None
+    # Joining a cgroup waits out an RCU grace period (10-20 ms with v1
+    # controllers), so init joins while it sets up its mounts, which its
+    # cgroups do not govern: it cannot exec before `start`, which follows
+    # this create.  A private cgroup namespace is rooted where its creator
+    # stands, so then the stage joins before it unshares.
+    join_early = bool(flags & linux.CLONE_NEWCGROUP)
+
+    def join(pid: int) -> None:
+        try:
+            cgroups.add(pid)
+        except CgroupError as e:
+            raise RuntimeFailure(f"unable to join the container's cgroups: {e}") from None
+
+    if join_early:
+        join(stage)
     _send(parent, type="go")
     hooks = config.get("hooks") or {}
     init_pid = 0
@@ -439,6 +450,8 @@ def _create(opts, container_id, bundle, directory, cleanup, console_socket, pid_
             init_pid = cleanup.init_pid = msg["pid"]
             os.waitpid(stage, 0)
             cleanup.stage_pid = 0
+            if not join_early:
+                join(init_pid)
         return msg
 
     while True:
