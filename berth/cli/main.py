@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 
 import berth
 from berth import errors
-from berth.cli.commands import COMMAND_MODULES
+from berth.cli.commands import command_modules
 from berth.cli.parser import CommandParser, UsageError
 
 # Docker's exit codes: 125 when the engine fails to run a container, 126
@@ -20,7 +19,26 @@ EXIT_FAILURE = 1
 EXIT_BY_ERROR = {errors.NotExecutable: 126, errors.CommandNotFound: 127}
 
 
-def build_parser() -> CommandParser:
+# Global flags that take a value, for finding the command word before parsing.
+_VALUE_FLAGS = ("--root", "-H", "--host")
+
+
+def command_word(argv: list[str]) -> str | None:
+    """The command named in argv (`run` in `berth --root R run ...`), if any."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _VALUE_FLAGS:
+            i += 2
+        elif arg.startswith("-"):
+            i += 1
+        else:
+            return arg
+    return None
+
+
+def build_parser(command: str | None = None) -> CommandParser:
+    """The parser; with `command`, only the commands of the module that owns it."""
     parser = CommandParser(
         prog="berth",
         description="A Docker-compatible container engine in Python.",
@@ -33,17 +51,29 @@ def build_parser() -> CommandParser:
     parser.add_argument("-D", "--debug", action="store_true", help="Show tracebacks on errors")
     parser.add_argument("-v", "--version", action="store_true", help="Print version information and quit")
     sub = parser.add_subparsers(dest="command_name", metavar="COMMAND", parser_class=CommandParser)
-    for module in COMMAND_MODULES:
+    for module in command_modules(command):
         module.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    sys.exit(run(sys.argv[1:] if argv is None else argv))
+    code = run(sys.argv[1:] if argv is None else argv)
+    # Tearing down an interpreter with a few hundred modules costs more than
+    # many commands' work; berth registers no exit handlers, so once the
+    # output is flushed nothing is left to do.
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        code = code or EXIT_FAILURE
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(code)
 
 
 def run(argv: list[str]) -> int:
-    parser = build_parser()
+    parser = build_parser(command_word(argv))
     debug = "-D" in argv or "--debug" in argv
     try:
         args = parser.parse_args(argv)
@@ -70,6 +100,7 @@ def run(argv: list[str]) -> int:
         return result or 0
     except errors.BerthError as e:
         if debug:
+            import traceback
             traceback.print_exc()
         print(f"Error: {e}", file=sys.stderr)
         code = EXIT_BY_ERROR.get(type(e))
@@ -82,6 +113,7 @@ def run(argv: list[str]) -> int:
         return EXIT_FAILURE
     except OSError as e:
         if debug:
+            import traceback
             traceback.print_exc()
         print(f"Error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
         return getattr(args, "engine_error_exit", EXIT_FAILURE)
