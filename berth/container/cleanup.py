@@ -10,14 +10,16 @@ from __future__ import annotations
 import os
 import shutil
 
-from berth.container import volumes as vol
 from berth.container.paths import ContainerPaths
 from berth.container.record import Container
 from berth.container.sandbox import run_release_hook
 from berth.container.store import ContainerStore
 from berth.errors import BerthError, NotFound
 from berth.runtime.builtin.linux import umount2
+from berth.lazy import lazy_import
 from berth.store.state import State
+
+vol = lazy_import("berth.container.volumes")  # loaded only for containers with volumes
 
 MNT_DETACH = 2
 
@@ -51,7 +53,9 @@ def release_resources(state: State, c: Container, runtime) -> None:
         runtime.delete(c.id, force=True)
     except NotFound:
         pass
-    vol.deactivate_mounts(state, mount_points(c), c.id)
+    points = mount_points(c)
+    if points:
+        vol.deactivate_mounts(state, points, c.id)
     if paths.rootfs.exists():
         unmount(paths.rootfs)
     run_release_hook(c.spec.get("ReleaseHook"), state.root, c.id)
@@ -66,7 +70,7 @@ def remove_container(state: State, store: ContainerStore, c: Container, runtime,
         # Never delete through a mount: that would reach into what it shows.
         raise BerthError(f"cannot remove container {c.id[:12]}: its root filesystem is still mounted")
     store.delete(c.id)
-    if anonymous_volumes:
+    if anonymous_volumes and c.spec.get("MountPoints"):
         vol.remove_anonymous_volumes(state, mount_points(c), c.id)
     shutil.rmtree(paths.run, ignore_errors=True)
     shutil.rmtree(paths.dir, ignore_errors=True)

@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import Iterator
 
 from berth.container import protocol as proto
-from berth.container import volumes as vol
 from berth.container import runspec
 from berth.container.events import emit_container_event
 from berth.container.cleanup import is_mounted, release_resources, remove_container, unmount
-from berth.container.logs import read_logs
 from berth.container.mounting import mount_rootfs
 from berth.container.paths import ContainerPaths
 from berth.container.supervisor import command as supervisor_command
@@ -43,7 +41,11 @@ from berth.image.store import ImageStore
 from berth.layer.snapshots import LayerCache
 from berth.runtime import spec as rs
 from berth.store.state import State
+from berth.lazy import lazy_import
 from berth.units import human_duration
+
+# Volumes are the biggest module a start could need; most containers have none.
+vol = lazy_import("berth.container.volumes")
 
 DEFAULT_STOP_TIMEOUT = 10
 START_TIMEOUT = 120
@@ -253,13 +255,14 @@ class ContainerManager:
             # Volumes are planned once the row exists: volume users reference it.
             records = [p.to_record() for p in vol.plan_mounts(
                 self.state, vol.specs_from_host_config(host_config), cfg.get("Volumes") or {}, c.id,
-                tmpfs=host_config.get("Tmpfs") or {}, volume_driver=host_config.get("VolumeDriver") or "")]
+                tmpfs=host_config.get("Tmpfs") or {}, volume_driver=host_config.get("VolumeDriver") or "")
+            ] if _wants_volumes(host_config, cfg) else []
         except BaseException:
             self.store.delete(c.id)
             shutil.rmtree(paths.dir, ignore_errors=True)
             raise
         c.spec["MountPoints"] = records
-        c.spec["Mounts"] = [vol.MountPoint.from_record(r).inspect() for r in records]
+        c.spec["Mounts"] = [vol.MountPoint.from_record(r).inspect() for r in records] if records else []
         self.store.update_spec(c.id, c.spec)
         self.event(c, "create")
         return c
@@ -356,6 +359,8 @@ class ContainerManager:
                   rs.Mount.bind(str(paths.hosts), "/etc/hosts", recursive=False)]
         points = [vol.MountPoint.from_record(r) for r in c.spec.get("MountPoints") or []]
         mounts += [r.mount for r in vol.activate_mounts(self.state, points, c.id)]
+        if not points:
+            return mounts
         if c.state.get("StartedAt", ZERO_TIME) == ZERO_TIME:
             # Docker copies image content into new volumes at create; berth's
             # root filesystem is first mounted here, so the first start does it.
@@ -678,9 +683,17 @@ class ContainerManager:
 
 
 def human_status(c: Container) -> str:
+        from berth.container.logs import read_logs  # loads logging: only `logs` needs it
+
     """Docker's State description for `ps`: Up 5 minutes, Exited (0) 3 seconds ago."""
     now = time.time()
     if c.status == Status.RUNNING:
+def _wants_volumes(host_config: dict, config: dict) -> bool:
+    """Whether a new container has any volume, bind or tmpfs mount to plan."""
+    return bool(config.get("Volumes") or any(host_config.get(key) for key in (
+        "Binds", "Mounts", "Tmpfs", "VolumesFrom")))
+
+
         return "Up " + _duration(now - parse_time(c.state.get("StartedAt")))
     if c.status == Status.PAUSED:
         return "Up " + _duration(now - parse_time(c.state.get("StartedAt"))) + " (Paused)"

@@ -7,16 +7,17 @@ and state roots (a test's tmp dir) can be long.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+
+from berth.store.digest import sha256
 
 RUN_BASE = Path("/run/berth")
 
 
 def run_dir(root: Path) -> Path:
     """The runtime directory of one state root (sockets, runtime state)."""
-    return RUN_BASE / hashlib.sha256(str(Path(root).absolute()).encode()).hexdigest()[:12]
+    return RUN_BASE / sha256(str(Path(root).absolute()).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,6 @@ import json
 import os
 import posixpath
 import re
-import secrets
 import shutil
 import stat
 import time
@@ -769,7 +768,7 @@ class VolumeStore:
         """
         anonymous = not name
         if anonymous:
-            name = secrets.token_hex(32)
+            name = os.urandom(32).hex()
             labels = {**(labels or {}), ANONYMOUS_LABEL: ""}
         driver = driver or LOCAL_DRIVER
         if driver != LOCAL_DRIVER:
@@ -949,7 +948,7 @@ class VolumeStore:
         if not vdir.exists():
             return None
         _unmount_tree(vdir)
-        trash = self.root / f".trash-{secrets.token_hex(8)}"
+        trash = self.root / f".trash-{os.urandom(8).hex()}"
         os.rename(vdir, trash)
         return trash
 
@@ -1043,7 +1042,7 @@ def _is_container_id(ref: str) -> bool:
 
 def process_ref() -> str:
     """A mount reference held by this process for a moment (copy-up), not by a container."""
-    return f"pid-{os.getpid()}-{secrets.token_hex(4)}"
+    return f"pid-{os.getpid()}-{os.urandom(4).hex()}"
 
 
 # -- filters ------------------------------------------------------------------------

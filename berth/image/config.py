@@ -7,7 +7,7 @@ byte), built and read by the pure functions here.
 from __future__ import annotations
 
 import json
-import platform
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -26,7 +26,8 @@ _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"
 
 
 def host_arch() -> str:
-    return _GOARCH.get(platform.machine(), platform.machine())
+    machine = os.uname().machine
+    return _GOARCH.get(machine, machine)
 
 
 _RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")

@@ -15,9 +15,9 @@ import os
 import stat
 from collections import OrderedDict
 from collections.abc import Callable
+from json import dumps as quote  # names in messages, escaped as tarstream.quote does; no tarfile to load
 
 from berth.errors import DataCorrupt
-from berth.layer.tarstream import quote
 
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_SYMLINKS = 40   # the kernel's limit for one lookup

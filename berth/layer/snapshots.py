@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from berth.layer.apply import apply_layer
 from berth.store import digest as dg
 
 
@@ -56,6 +55,8 @@ class LayerCache:
         for chain_id, opener in layers:
             dest = self.path(chain_id)
             if not dest.exists():
+                from berth.layer.apply import apply_layer  # most starts find every layer unpacked
+
                 tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=self.dir))
                 try:
                     with opener() as f:

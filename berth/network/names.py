@@ -9,11 +9,11 @@ Interface names are limited to 15 bytes (IFNAMSIZ - 1).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from berth.container.paths import run_dir
+from berth.store.digest import sha256
 from berth.store.state import DEFAULT_ROOT
 
 BRIDGE_PREFIX = "berth"      # every berth bridge, of every root
@@ -24,7 +24,7 @@ DEFAULT_BRIDGE = "berth0"    # the default root's default bridge, as docker0 is 
 
 def root_tag(root: Path) -> str:
     """Six hex digits naming one state root in interface and table names."""
-    return hashlib.sha256(str(Path(root).absolute()).encode()).hexdigest()[:6]
+    return sha256(str(Path(root).absolute()).encode()).hexdigest()[:6]
 
 
 def bridge_name(root: Path, network_id: str, default: bool) -> str:

@@ -14,7 +14,6 @@ none, host and container:ID go to the container layer's LocalSandboxes.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import shutil
 import threading
@@ -29,13 +28,18 @@ from berth.container.sandbox import LocalSandboxes, Placement
 from berth.container.states import SUPERVISED
 from berth.container.store import ContainerStore
 from berth.errors import Conflict, InvalidArgument, NotFound
-from berth.network import ipam, netlink, ports, resolver, rules
+from berth.network import ipam, netlink, ports, resolver
 from berth.network.links import environment, hosts_names, parse_link
 from berth.network.names import (bridge_name, mac_for, netns_dir, netns_path, owns_bridge, resolver_dir,
                                   table_name, veth_name, veth_prefix)
 from berth.network.store import DEFAULT_NETWORK, Attachment, Link, Network, NetworkStore
+from berth.store.digest import sha256
 from berth.store.locks import file_lock
 from berth.store.state import State
+from berth.lazy import lazy_import
+
+# nftables rules change only when networks or published ports do.
+rules = lazy_import("berth.network.rules")
 
 RELEASE_HOOK = "berth.network.provider:release_container"
 LOCAL_MODES = ("host", "none")
@@ -157,7 +161,7 @@ class BridgeSandboxes:
         if active:
             path = netns_path(self.root, c.id)
             out["SandboxKey"] = str(path)
-            out["SandboxID"] = hashlib.sha256(str(path).encode()).hexdigest()
+            out["SandboxID"] = sha256(str(path).encode()).hexdigest()
             out["Ports"] = ports.settings_ports(c.config.get("ExposedPorts"), self.store.ports(c.id))
         return out
 

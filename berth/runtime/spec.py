@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import stat
 from dataclasses import dataclass, field
 from importlib import resources
@@ -147,7 +146,7 @@ class HostInfo:
     @classmethod
     def probe(cls) -> "HostInfo":
         """Read the running machine."""
-        release = platform.release()
+        release = os.uname().release
         kernel = _parse_kernel(release) or (0, 0)
         caps = CAPABILITIES
         try:
@@ -164,7 +163,7 @@ class HostInfo:
             cgroup2 = False
         sysctls = frozenset(k for k in _NETNS_SYSCTLS
                             if os.path.exists("/proc/sys/" + k.replace(".", "/")))
-        return cls(machine=platform.machine(), kernel=kernel, capabilities=caps,
+        return cls(machine=os.uname().machine, kernel=kernel, capabilities=caps,
                    cgroup2=cgroup2, sysctls=sysctls, devices=tuple(scan_devices("/dev")))
 
     @property

@@ -8,7 +8,6 @@ Staging files live in the store's tmp/ directory on the same filesystem.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -16,7 +15,12 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from berth.errors import DataCorrupt, NotFound
+from berth.lazy import lazy_import
 from berth.store import digest as dg
+
+# OpenSSL's SHA-256 is the fastest over big blobs, but loading it costs
+# every command milliseconds; most commands only read blobs.
+hashlib = lazy_import("hashlib")
 
 COPY_CHUNK = 1 << 20
 

@@ -1,12 +1,18 @@
 """Content digests (`sha256:<hex>`), the names of everything in the store."""
 
-import hashlib
 import re
 
 from berth.errors import InvalidArgument
 
+try:
+    # CPython's own SHA-256: the same digests as hashlib's, without loading
+    # OpenSSL (milliseconds that every command would pay for a name hash).
+    from _sha256 import sha256
+except ImportError:  # pragma: no cover - other interpreters and versions
+    from hashlib import sha256
+
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
-EMPTY_DIGEST = "sha256:" + hashlib.sha256(b"").hexdigest()
+EMPTY_DIGEST = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
 def validate(digest: str) -> str:
@@ -17,7 +23,7 @@ def validate(digest: str) -> str:
 
 
 def of_bytes(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return "sha256:" + sha256(data).hexdigest()
 
 
 def hex_of(digest: str) -> str:

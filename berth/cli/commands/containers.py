@@ -11,7 +11,6 @@ import sys
 from berth.cli import attach as term
 from berth.cli import output, runflags
 from berth.cli.parser import add_command, filter_arg, filters_of
-from berth.cli.commands.registry import pull_missing
 from berth.units import human_size, parse_timestamp
 from berth.container.stdio import parse_detach_keys
 from berth.errors import BerthError, InvalidArgument
@@ -126,6 +125,8 @@ def _detach_keys(value: str | None) -> bytes:
 def _create(engine, args):
     config, host_config, name = runflags.to_create_body(args)
     # Docker pulls a missing image before creating the container.
+    from berth.cli.commands.registry import pull_missing  # its progress display is big
+
     pull_missing(engine, args.image, policy=args.pull, platform=args.platform, quiet=args.quiet)
     c = engine.containers.create(config, host_config, name)
     if args.cidfile:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import getpass
 import sys
 import threading
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from berth.cli import output
 from berth.cli.parser import add_command, filter_arg, filters_of
 from berth.errors import InvalidArgument, Unauthorized
 from berth.image.reference import parse
-from berth.registry.progress import Progress
+
+if TYPE_CHECKING:     # `run` imports this module for pull_missing
+    from berth.registry.progress import Progress
 
 SEARCH_TABLE = "table {{.Name}}\t{{.Description}}\t{{.StarCount}}\t{{.IsOfficial}}"
 SEARCH_HEADERS = {"Name": "NAME", "Description": "DESCRIPTION", "StarCount": "STARS",
