@@ -8,8 +8,8 @@ import sys
 
 import berth
 from berth import errors
-from berth.cli.commands import command_modules
-from berth.cli.parser import CommandParser, UsageError
+from berth.cli.commands import COMMANDS, command_modules
+from berth.cli.parser import CommandParser, OnlyCommand, UsageError
 
 # Docker's exit codes: 125 when the engine fails to run a container, 126
 # when the command cannot be invoked, 127 when it is not found; other
@@ -38,7 +38,7 @@ def command_word(argv: list[str]) -> str | None:
 
 
 def build_parser(command: str | None = None) -> CommandParser:
-    """The parser; with `command`, only the commands of the module that owns it."""
+    """The parser; with a known `command`, only that command's."""
     parser = CommandParser(
         prog="berth",
         description="A Docker-compatible container engine in Python.",
@@ -51,8 +51,9 @@ def build_parser(command: str | None = None) -> CommandParser:
     parser.add_argument("-D", "--debug", action="store_true", help="Show tracebacks on errors")
     parser.add_argument("-v", "--version", action="store_true", help="Print version information and quit")
     sub = parser.add_subparsers(dest="command_name", metavar="COMMAND", parser_class=CommandParser)
+    target = OnlyCommand(sub, command) if command in COMMANDS else sub
     for module in command_modules(command):
-        module.register(sub)
+        module.register(target)
     return parser
 
 

@@ -46,3 +46,36 @@ def filters_of(pairs: list[tuple[str, str]] | None) -> dict[str, list[str]]:
     for key, value in pairs or []:
         filters.setdefault(key, []).append(value)
     return filters
+
+
+class OnlyCommand:
+    """Subparsers that build one command's parser and no other's.
+
+    A command module registers a family of commands; the parsers of the
+    ones not invoked (and argparse's per-parser help texts, each a gettext
+    lookup) would be built for nothing, so their `add_parser` returns a
+    sink that takes any call and ignores it.
+    """
+
+    def __init__(self, subparsers, name: str):
+        self._subparsers = subparsers
+        self._name = name
+
+    def add_parser(self, name: str, **kwargs):
+        if name == self._name or self._name in kwargs.get("aliases", ()):
+            return self._subparsers.add_parser(name, **kwargs)
+        return _SINK
+
+    def __getattr__(self, attr: str):
+        return getattr(self._subparsers, attr)
+
+
+class _Sink:
+    def __getattr__(self, attr: str):
+        return self._ignore
+
+    def _ignore(self, *args, **kwargs) -> "_Sink":
+        return self
+
+
+_SINK = _Sink()

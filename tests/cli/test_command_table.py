@@ -40,3 +40,10 @@ def test_a_command_parses_with_only_its_module():
 
 def test_unknown_commands_get_the_full_parser():
     assert set(build_parser("nosuch")._subparsers._group_actions[0].choices) == set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_only_the_invoked_command_is_built(command):
+    choices = build_parser(command)._subparsers._group_actions[0].choices
+    assert command in choices
+    assert len({id(p) for p in choices.values()}) == 1     # aliases share the one parser
