@@ -81,7 +81,10 @@ class ForkServer:
     def start(self) -> None:
         """Start the server now (it loads in the background), unless it runs."""
         with self._lock:
-            self._ensure_started()
+            try:
+                self._ensure_started()
+            except OSError as e:
+                self.log(f"fork server: cannot start it: {e}")  # the next spawn tries again
 
     def spawn(self, root: Path, container_id: str, ready_fd: int, attach_first: bool) -> bool:
         """Have a supervisor forked for the container, reporting on ``ready_fd``
@@ -104,7 +107,7 @@ class ForkServer:
                 except (OSError, ForkServerError) as e:
                     # It had the request: a supervisor may exist, and the ready
                     # descriptor (whose other copies are gone with the server) tells.
-                    self.log(f"fork server: {e}; restarting it")
+                    self.log(f"fork server: {e}; replacing it")
                     self._stop()
                     return True
                 if reply == b"ok":
