@@ -3,6 +3,9 @@ load, import, pull and push (moby's image router), search, commit."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
 from collections.abc import Callable
 from typing import Any, BinaryIO, Protocol
@@ -35,8 +38,9 @@ class RegistryBackend(Protocol):
     """The engine's RegistryService: pull, push, search."""
 
     def pull(self, name: str, *, platform: str | None = None, all_tags: bool = False,
-             progress: Callable = ...) -> list: ...
-    def push(self, name: str, *, all_tags: bool = False, progress: Callable = ...) -> list: ...
+             progress: Callable = ..., credentials: Any = None) -> list: ...
+    def push(self, name: str, *, all_tags: bool = False, progress: Callable = ...,
+             credentials: Any = None) -> list: ...
     def search(self, term: str, *, limit: int = 25, filters: dict | None = None) -> Any: ...
 
 
@@ -73,6 +77,33 @@ def _bar(current: int, total: int, width: int = 50) -> str:
     filled = min(width, int(width * current / total)) if total else 0
     arrow = "=" * max(0, filled - 1) + (">" if filled else "")
     return f"[{arrow:<{width}}] {human_size(current):>8}/{human_size(total)}"
+
+
+def registry_auth(req: Request):
+    """The client's own registry credentials (X-Registry-Auth: base64url JSON
+    {username, password[, serveraddress]} or {identitytoken}), as moby's
+    DecodeAuthConfig reads them; None without any (the stored login is used then)."""
+    encoded = (req.headers.get("X-Registry-Auth") or "").strip()
+    if not encoded:
+        return None
+    try:
+        # base64url as the API says; standard base64 and missing padding as clients send them
+        raw = base64.b64decode(encoded.replace("-", "+").replace("_", "/") + "=" * (-len(encoded) % 4),
+                               validate=True)
+        config = json.loads(raw)
+        if not isinstance(config, dict):
+            raise TypeError("not a JSON object")
+        username, password = config.get("username") or "", config.get("password") or ""
+        if not (username or password) and config.get("auth"):     # base64 of user:password, as in config.json
+            username, _, password = base64.b64decode(config["auth"]).decode().partition(":")
+        token = config.get("identitytoken") or ""
+        if not all(isinstance(v, str) for v in (username, password, token)):
+            raise TypeError("username, password and identitytoken must be strings")
+    except (binascii.Error, ValueError, TypeError) as e:
+        raise InvalidArgument(f"invalid X-Registry-Auth header: {e}") from None
+    from berth.registry.auth import Credentials
+    credentials = Credentials(username=username, password=password, identity_token=token)
+    return None if credentials.empty else credentials
 
 
 def _reference(name: str, tag: str | None) -> str:
@@ -206,9 +237,10 @@ class ImagesRouter:
         all_tags = not tag and not ref.tag and not ref.digest
         target = _reference(name, tag)
         platform = q.get("platform") or None
+        credentials = registry_auth(req)
 
         def work(emit):
-            self.registry.pull(target, platform=platform, all_tags=all_tags,
+            self.registry.pull(target, platform=platform, all_tags=all_tags, credentials=credentials,
                                progress=lambda event: emit(_progress_message(event)))
         return StreamResponse(json_messages(work), prime=True)
 
@@ -219,9 +251,10 @@ class ImagesRouter:
         name = req.params["name"]
         all_tags = not tag and ":" not in name.rsplit("/", 1)[-1]
         target = _reference(name, tag)
+        credentials = registry_auth(req)
 
         def work(emit):
-            results = self.registry.push(target, all_tags=all_tags,
+            results = self.registry.push(target, all_tags=all_tags, credentials=credentials,
                                          progress=lambda event: emit(_progress_message(event)))
             for r in results:
                 emit({"progressDetail": {}, "aux": {"Tag": r.reference.tag or "", "Digest": r.digest,

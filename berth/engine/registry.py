@@ -61,18 +61,21 @@ class RegistryService:
 
     def _client(self, domain: str, scopes: list[str], credentials: Credentials | None = None) -> RegistryClient:
         creds = credentials if credentials is not None else self.credentials.get(domain)
-        auth = RegistryAuth(creds, scopes, self.tokens)
+        # A client's own credentials get tokens of their own: one cached for
+        # another password of the same account must not serve them.
+        auth = RegistryAuth(creds, scopes, self.tokens if credentials is None else TokenCache())
         return RegistryClient(domain, endpoints(domain, self.settings), auth, self._transport).open()
 
     # -- pull ------------------------------------------------------------------
 
     def pull(self, name: str, *, platform: str | None = None, all_tags: bool = False,
-             progress: ProgressSink = discard) -> list[PullResult]:
+             progress: ProgressSink = discard, credentials: Credentials | None = None) -> list[PullResult]:
+        """``credentials``: a client's own (the API's X-Registry-Auth), else the stored login."""
         ref = parse(name)
         if all_tags and (ref.tag or ref.digest):
             raise InvalidArgument("tag can't be used with --all-tags/-a")
         wanted = Platform.parse(platform) if platform else None
-        with self._client(ref.domain, [scope(ref.path, "pull")]) as client:
+        with self._client(ref.domain, [scope(ref.path, "pull")], credentials) as client:
             puller = Puller(self.store, client, platform=wanted, progress=progress,
                             concurrency=self.settings.max_concurrent_downloads)
             refs = [ref.with_tag(t) for t in sorted(client.tags(ref.path))] if all_tags \
@@ -104,7 +107,9 @@ class RegistryService:
 
     # -- push ------------------------------------------------------------------
 
-    def push(self, name: str, *, all_tags: bool = False, progress: ProgressSink = discard) -> list[PushResult]:
+    def push(self, name: str, *, all_tags: bool = False, progress: ProgressSink = discard,
+             credentials: Credentials | None = None) -> list[PushResult]:
+        """``credentials``: a client's own (the API's X-Registry-Auth), else the stored login."""
         ref = parse(name)
         if ref.digest:
             raise InvalidArgument("cannot push a digest reference")
@@ -126,7 +131,7 @@ class RegistryService:
         scopes = [scope(ref.path, "pull", "push")]
         scopes += sorted({scope(s, "pull") for repos in sources.values() for s in repos})
         results = []
-        with self._client(ref.domain, scopes) as client:
+        with self._client(ref.domain, scopes, credentials) as client:
             pusher = Pusher(self.store, client, progress=progress,
                             concurrency=self.settings.max_concurrent_uploads,
                             chunk_size=self.settings.upload_chunk_size, mount_sources=sources)
