@@ -12,7 +12,7 @@ import json
 import os
 import re
 
-from berth.units import parse_size
+from berth.units import parse_duration_ns, parse_size
 from berth.errors import InvalidArgument
 
 
@@ -38,6 +38,14 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     a("--env-file", action="append", default=[], help="Read in a file of environment variables")
     a("--expose", action="append", default=[], help="Expose a port or a range of ports")
     a("--group-add", action="append", default=[], help="Add additional groups to join")
+    a("--health-cmd", help="Command to run to check health")
+    a("--health-interval", help="Time between running the check (ms|s|m|h) (default 0s)")
+    a("--health-retries", type=int, help="Consecutive failures needed to report unhealthy")
+    a("--health-start-interval", help="Time between running the check during the start period (ms|s|m|h) "
+                                      "(default 0s)")
+    a("--health-start-period", help="Start period for the container to initialize before starting "
+                                    "health-retries countdown (ms|s|m|h) (default 0s)")
+    a("--health-timeout", help="Maximum time to allow one check to run (ms|s|m|h) (default 0s)")
     a("-h", "--hostname", help="Container host name")
     a("--init", action="store_true", help="Run an init inside the container (accepted; berth runs your command as PID 1)")
     a("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
@@ -181,6 +189,39 @@ def _mounts(items: list[str]) -> list[dict]:
     return out
 
 
+def _healthcheck(args) -> dict | None:
+    """The docker CLI's HealthConfig from --health-* and --no-healthcheck:
+    only the fields given (zero means "inherit the image's")."""
+    def duration(flag: str, text: str | None) -> int:
+        if not text:
+            return 0
+        try:
+            value = parse_duration_ns(text)
+        except InvalidArgument as e:
+            raise InvalidArgument(f'invalid argument "{text}" for "--{flag}" flag: {e}') from None
+        if value < 0:
+            raise InvalidArgument(f"--{flag} cannot be negative")
+        return value
+
+    fields = {"Interval": duration("health-interval", args.health_interval),
+              "Timeout": duration("health-timeout", args.health_timeout),
+              "StartPeriod": duration("health-start-period", args.health_start_period),
+              "StartInterval": duration("health-start-interval", args.health_start_interval),
+              "Retries": args.health_retries or 0}
+    given = bool(args.health_cmd) or any(fields.values())
+    if args.no_healthcheck:
+        if given:
+            raise InvalidArgument("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if not given:
+        return None
+    if fields["Retries"] < 0:
+        raise InvalidArgument("--health-retries cannot be negative")
+    out = {"Test": ["CMD-SHELL", args.health_cmd]} if args.health_cmd else {}
+    out.update((k, v) for k, v in fields.items() if v)
+    return out
+
+
 def _ports(items: list[str]) -> tuple[dict, dict]:
     """-p forms, as Docker's nat.ParsePortSpec: [ip:][hostPort:]containerPort[/proto],
     with ranges; a host range for one container port is kept whole, for the
@@ -271,8 +312,9 @@ def to_create_body(args) -> tuple[dict, dict, str | None]:
         config["StopSignal"] = args.stop_signal
     if args.stop_timeout is not None:
         config["StopTimeout"] = args.stop_timeout
-    if args.no_healthcheck:
-        config["Healthcheck"] = {"Test": ["NONE"]}
+    healthcheck = _healthcheck(args)
+    if healthcheck is not None:
+        config["Healthcheck"] = healthcheck
     security_opt = []
     for opt in args.security_opt:
         key, sep, value = opt.partition("=")

@@ -100,8 +100,9 @@ def merge_image_config(user: dict, image: dict) -> dict:
     cfg["Volumes"] = volumes or None
     if not cfg.get("StopSignal") and image.get("StopSignal"):
         cfg["StopSignal"] = image["StopSignal"]
-    if not cfg.get("Healthcheck") and image.get("Healthcheck"):
-        cfg["Healthcheck"] = image["Healthcheck"]
+    if cfg.get("Healthcheck") or image.get("Healthcheck"):
+        from berth.container.health import merge as merge_healthcheck  # field by field, as moby
+        cfg["Healthcheck"] = merge_healthcheck(cfg.get("Healthcheck"), image.get("Healthcheck"))
     if image.get("OnBuild"):
         cfg.setdefault("OnBuild", image["OnBuild"])
     return cfg
@@ -358,9 +359,9 @@ class ContainerManager:
                   rs.Mount.bind(str(paths.hostname), "/etc/hostname", recursive=False),
                   rs.Mount.bind(str(paths.hosts), "/etc/hosts", recursive=False)]
         points = [vol.MountPoint.from_record(r) for r in c.spec.get("MountPoints") or []]
-        mounts += [r.mount for r in vol.activate_mounts(self.state, points, c.id)]
         if not points:
             return mounts
+        mounts += [r.mount for r in vol.activate_mounts(self.state, points, c.id)]
         if c.state.get("StartedAt", ZERO_TIME) == ZERO_TIME:
             # Docker copies image content into new volumes at create; berth's
             # root filesystem is first mounted here, so the first start does it.
@@ -606,6 +607,9 @@ class ContainerManager:
         for key in filters:
             if key not in allowed:
                 raise InvalidArgument(f"invalid filter '{key}'")
+        for value in filters.get("health", []):
+            if value not in ("starting", "healthy", "unhealthy", "none"):
+                raise InvalidArgument(f"Unrecognised filter value for health: {value}")
         out = []
         containers = [self.reconcile(c) for c in self.store.list()]
         anchors = {}
@@ -679,22 +683,24 @@ class ContainerManager:
         def stopped() -> bool:
             return self.reconcile(self.store.get(c.id)).status not in SUPERVISED
 
+        from berth.container.logs import read_logs  # loads logging: only `logs` needs it
+
         return read_logs(paths.log, since=since, until=until, tail=tail, follow=follow, stop=stopped)
 
 
-def human_status(c: Container) -> str:
-        from berth.container.logs import read_logs  # loads logging: only `logs` needs it
-
-    """Docker's State description for `ps`: Up 5 minutes, Exited (0) 3 seconds ago."""
-    now = time.time()
-    if c.status == Status.RUNNING:
 def _wants_volumes(host_config: dict, config: dict) -> bool:
     """Whether a new container has any volume, bind or tmpfs mount to plan."""
     return bool(config.get("Volumes") or any(host_config.get(key) for key in (
         "Binds", "Mounts", "Tmpfs", "VolumesFrom")))
 
 
-        return "Up " + _duration(now - parse_time(c.state.get("StartedAt")))
+def human_status(c: Container) -> str:
+    """Docker's State description for `ps`: Up 5 minutes, Exited (0) 3 seconds ago."""
+    now = time.time()
+    if c.status == Status.RUNNING:
+        health = (c.state.get("Health") or {}).get("Status")    # moby's Health.String()
+        return "Up " + _duration(now - parse_time(c.state.get("StartedAt"))) + (
+            "" if not health else " (health: starting)" if health == "starting" else f" ({health})")
     if c.status == Status.PAUSED:
         return "Up " + _duration(now - parse_time(c.state.get("StartedAt"))) + " (Paused)"
     if c.status == Status.RESTARTING:
@@ -725,6 +731,8 @@ def _matches(c: Container, filters: dict, anchors: dict, images: ImageStore) -> 
     if not any_of("status", lambda v: v == c.status.value):
         return False
     if not any_of("exited", lambda v: c.status == Status.EXITED and str(c.state.get("ExitCode")) == v):
+        return False
+    if not any_of("health", lambda v: v == ((c.state.get("Health") or {}).get("Status") or "none")):
         return False
     labels = c.config.get("Labels") or {}
     for spec in filters.get("label", []):

@@ -3,7 +3,10 @@
 `Pump` is the supervisor's event loop: it copies the container's output to
 the json-file log and to attach clients, feeds their stdin to the
 container, applies terminal sizes, accepts new clients, and reaps children
-(the supervisor is the container's subreaper) until init exits.
+(the supervisor is the container's subreaper) until init exits.  For a
+container with a HEALTHCHECK it also keeps the probe timer: when a probe
+is due it spawns berth.container.health, a short-lived process of its own
+that runs the check and records the result, and reaps it (see `arm_health`).
 
 A supervisor lives as long as its container, one per container, so what it
 holds while the container merely runs is berth's memory cost per
@@ -46,6 +49,11 @@ HANDOFF_AFTER = 1.0
 # argv[1] of every phase, so that `ps` and pgrep see one supervisor per
 # container: `berth.container.supervisor ROOT ID ...`.
 PROCESS_LABEL = "berth.container.supervisor"
+# argv[1] of a HEALTHCHECK probe (berth.container.health), and the exit status
+# by which it says the container is still "starting" (which, during the start
+# period, probes at the start interval).
+PROBE_LABEL = "berth.container.health"
+PROBE_STARTING = 3
 
 _POLL_IN = select.POLLIN | select.POLLPRI
 _STREAM_NAMES = {proto.STDOUT: "stdout", proto.STDERR: "stderr"}
@@ -98,6 +106,8 @@ class Pump:
         self.outputs: dict[int, int] = {}         # fd -> stream id
         self.stdin_fd: int | None = None
         self.master_fd: int | None = None
+        # The HEALTHCHECK timer (see arm_health); None: no healthcheck, no cost.
+        self.health: dict | None = None
         self._watch(server_fd, "accept")
         self.wake_r, wake_w = posix.pipe2(posix.O_NONBLOCK | posix.O_CLOEXEC)
         _signal.set_wakeup_fd(wake_w)
@@ -158,6 +168,50 @@ class Pump:
         for fd in list(self.outputs):
             self.close_output(fd)
         self.close_stdio()
+        if self.health is not None:
+            self.health["armed"] = False    # a probe still running is reaped all the same
+
+    # -- the HEALTHCHECK timer ----------------------------------------------------------
+
+    def arm_health(self, argv: list[str], *, interval: float, start_interval: float,
+                   start_period: float, started: float) -> None:
+        """Probe the started process as moby's health monitor does: ``argv``
+        (a probe of berth.container.health) runs ``interval`` seconds after
+        the end of the previous probe, or after ``started`` (monotonic) for
+        the first; while the status is "starting" within ``start_period``
+        the wait is ``start_interval``, and never past the period's end.  A
+        probe still running (of an earlier run, say) is never doubled."""
+        previous = self.health["pid"] if self.health is not None else 0
+        self.health = {"argv": list(argv), "interval": interval, "start_interval": start_interval,
+                       "start_period": start_period, "started": started, "starting": True,
+                       "armed": True, "pid": previous, "next": None}
+        self._schedule_probe()
+
+    def _schedule_probe(self) -> None:
+        h = self.health
+        now = time.monotonic()
+        interval = h["interval"]
+        remaining = h["start_period"] - (now - h["started"])
+        if remaining > 0:       # moby's getInterval
+            interval = remaining if remaining < interval else (
+                h["start_interval"] if h["starting"] else interval)
+        h["next"] = now + interval
+
+    def _health_timer(self, timeout: float | None) -> float | None:
+        """Start a probe that is due; the poll timeout, shortened to the next one."""
+        h = self.health
+        if not h["armed"] or h["next"] is None:
+            return timeout
+        wait = h["next"] - time.monotonic()
+        if wait > 0:
+            return wait if timeout is None or wait < timeout else timeout
+        h["next"] = None        # set again once this probe is reaped
+        if not h["pid"] and self.init_status is None:
+            try:
+                h["pid"] = posix.posix_spawn(h["argv"][0], h["argv"], posix.environ)
+            except OSError:
+                self._schedule_probe()
+        return timeout
 
     def _quiet(self) -> bool:
         # A frame half received stays in its Demuxer; none may be lost.
@@ -172,6 +226,8 @@ class Pump:
     # -- the loop ---------------------------------------------------------------------
 
     def poll(self, timeout: float | None) -> None:
+        if self.health is not None:
+            timeout = self._health_timer(timeout)
         for fd, _ in self.poller.poll(None if timeout is None else timeout * 1000):
             what = self.handlers.get(fd)
             if what is None:        # dropped by an earlier event of this round
@@ -308,6 +364,12 @@ class Pump:
                 return
             if pid == self.init_pid:
                 self.init_status = status
+            elif self.health is not None and pid == self.health["pid"]:
+                h = self.health
+                h["pid"] = 0
+                h["starting"] = posix.waitstatus_to_exitcode(status) == PROBE_STARTING
+                if h["armed"]:
+                    self._schedule_probe()
 
     # -- across exec ---------------------------------------------------------------------
 
@@ -325,7 +387,8 @@ class Pump:
         return {"server": server_fd, "log": log, "tty": self.tty, "open_stdin": self.open_stdin,
                 "stdin_once": self.stdin_once, "init_pid": self.init_pid,
                 "init_status": self.init_status, "outputs": self.outputs, "stdin": self.stdin_fd,
-                "master": self.master_fd, "clients": [(c.fd, c.hello) for c in self.clients]}
+                "master": self.master_fd, "clients": [(c.fd, c.hello) for c in self.clients],
+                "health": self.health}
 
     @classmethod
     def take_over(cls, state: dict) -> Pump:
@@ -340,6 +403,7 @@ class Pump:
                    stdin_once=state["stdin_once"])
         for fd, hello in state["clients"]:
             pump.add_client(Client(fd, hello))
+        pump.health = state.get("health")     # before any reap: a probe may have ended meanwhile
         if state["init_pid"]:
             pump.attach_process(state["init_pid"], state["outputs"], stdin_fd=state["stdin"],
                                 master_fd=state["master"])
@@ -390,7 +454,7 @@ def _winsize(rows: int, cols: int) -> bytes:
 
 # -- the exec chain ---------------------------------------------------------------------
 
-def interpreter_argv(module: str, args: list[str]) -> list[str]:
+def interpreter_argv(module: str, args: list[str], label: str = PROCESS_LABEL) -> list[str]:
     """argv running ``module.main(argv)`` in a fresh interpreter that loads
     only what that module imports: -I -S skip site-packages (tens of
     milliseconds, and megabytes, of .pth handling); berth's own location
@@ -399,7 +463,7 @@ def interpreter_argv(module: str, args: list[str]) -> list[str]:
     package_parent = here.rsplit("/", 3)[0]        # .../berth/container/pump.py
     code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
             f"from {module} import main; sys.exit(main(sys.argv[1:]))")
-    return [sys.executable, "-I", "-S", "-c", code, PROCESS_LABEL, *args]
+    return [sys.executable, "-I", "-S", "-c", code, label, *args]
 
 
 def exec_phase(module: str, root: str, container_id: str, state: dict) -> None:
@@ -428,6 +492,8 @@ def main(argv: list[str]) -> int:
     """The idle phase: serve until init exits, then hand back to the supervisor."""
     _label, root, container_id, _flag, state_fd = argv
     state = read_state(int(state_fd))
+    lock = state["lock"]
+    posix.set_inheritable(lock, False)     # no probe this loop spawns may hold it
     try:
         pump = Pump.take_over(state.pop("pump"))
         pump.run()
@@ -436,5 +502,6 @@ def main(argv: list[str]) -> int:
         import traceback
         traceback.print_exc()
         state["error"] = f"supervisor error: {e}"
+    posix.set_inheritable(lock, True)
     exec_phase("berth.container.supervisor", root, container_id, state)
     return 1

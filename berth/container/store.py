@@ -98,6 +98,22 @@ class ContainerStore:
             conn.execute("UPDATE containers SET state=? WHERE id=?", (json.dumps(c.state), c.id))
             return c
 
+    def modify_state(self, container_id: str, change) -> Container | None:
+        """Read-modify-write of bookkeeping fields in one transaction:
+        ``change(container)`` returns the fields to set, or None to leave the
+        record alone (then None is returned, as for a container gone)."""
+        with self.db.transaction() as conn:
+            r = conn.execute("SELECT * FROM containers WHERE id=?", (container_id,)).fetchone()
+            if r is None:
+                return None
+            c = self._row(r)
+            changes = change(c)
+            if changes is None:
+                return None
+            c.state.update(changes)
+            conn.execute("UPDATE containers SET state=? WHERE id=?", (json.dumps(c.state), c.id))
+            return c
+
     def update_spec(self, container_id: str, spec: dict) -> None:
         with self.db.transaction() as conn:
             conn.execute("UPDATE containers SET config=? WHERE id=?", (json.dumps(spec), container_id))

@@ -3,8 +3,9 @@
 One process per running container.  It outlives the command that started
 it, makes itself the child subreaper so the container's init is its child,
 holds the container's stdio (pipes or the pty master), writes the json-file
-log, serves attach clients on a unix socket, records the exit code and
-finish time, applies the restart policy, and removes `--rm` containers.
+log, serves attach clients on a unix socket, runs the HEALTHCHECK probes
+(berth.container.health), records the exit code and finish time, applies
+the restart policy, and removes `--rm` containers.
 For its whole life it holds an exclusive lock on the container's
 `supervisor.lock`: a free lock with a record that says running means the
 supervisor died, which `reconcile` notices.
@@ -36,6 +37,7 @@ import sys
 import time
 from pathlib import Path
 
+from berth.container import health
 from berth.container import protocol as proto
 from berth.container.events import emit_container_event
 from berth.container.jsonlog import JsonFileWriter
@@ -209,8 +211,15 @@ class Supervisor:
                 self.remove()
             return False
         pid = self.pump.init_pid
+        check = health.settings(self.container.config)
+        # Each start begins "starting" (moby's initHealthMonitor); no healthcheck, no Health.
+        probing = {"Health": health.initial(self.container.state)} if check else {}
         self.store.transition(self.id, Event.START, Pid=pid, StartedAt=rfc3339_now(),
-                              ExitCode=0, Error="", OOMKilled=False, FinishedAt=ZERO_TIME)
+                              ExitCode=0, Error="", OOMKilled=False, FinishedAt=ZERO_TIME, **probing)
+        if check:
+            self.pump.arm_health(health.probe_argv(self.root, self.id), interval=check.interval / 1e9,
+                                 start_interval=check.start_interval / 1e9,
+                                 start_period=check.start_period / 1e9, started=self.started_at)
         emit_container_event(self.events, self.container, "start")
         self.report(f"started {pid}")
         self.close_report()
