@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, BinaryIO, Protocol
 
 from berth.api import sessions
@@ -129,8 +129,10 @@ def _create_request(body: dict) -> tuple[dict, dict, list[tuple[str, list[str]]]
 class ContainersRouter:
     def __init__(self, containers: ContainerBackend, filesystems: FilesystemBackend, hub: sessions.AttachHub,
                  networks: NetworkAttachBackend | None = None, archive: ArchiveBackend | None = None,
-                 stats: StatsBackend | None = None):
+                 stats: StatsBackend | None = None,
+                 update: Callable[[str, dict], list[str]] | None = None):
         self.containers = containers
+        self.update_backend = update
         self.filesystems = filesystems
         self.hub = hub
         self.networks = networks
@@ -165,6 +167,8 @@ class ContainersRouter:
                        Route("PUT", "/containers/{name}/archive", self.put_archive)]
         if self.stats is not None:
             routes.append(Route("GET", "/containers/{name}/stats", self.stats_route))
+        if self.update_backend is not None:
+            routes.append(Route("POST", "/containers/{name}/update", self.update))
         return routes
 
     # -- create, list, inspect ------------------------------------------------------------
@@ -220,6 +224,14 @@ class ContainersRouter:
             return not_modified()
         self.containers.stop(c.id, req.query.int("t"), req.query.get("signal") or None)
         return no_content()
+
+    def update(self, req: Request):
+        """Restart policy and resources (the engine's update_container)."""
+        body = req.json(required=True)
+        if not isinstance(body, dict):
+            raise InvalidArgument("the update must be a JSON object")
+        warnings = self.update_backend(req.params["name"], body)
+        return json_response({"Warnings": warnings})
 
     def restart(self, req: Request):
         self.containers.restart(req.params["name"], req.query.int("t"))

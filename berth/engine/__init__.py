@@ -75,6 +75,11 @@ class Engine:
         """(container ID, running) of every container created from the image."""
         return self.containers.using_image(image_id)
 
+    def update_container(self, ref: str, update: dict) -> list[str]:
+        """Docker's `update` (restart policy, resources); the warnings."""
+        from berth.engine.containers import update_container
+        return update_container(self.containers, ref, update)
+
     def use_fork_server(self, log=None):
         """Have supervisors forked by a fork server (berth.container.forkserver):
         for a multi-threaded process (the daemon), which cannot fork them

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -77,3 +79,82 @@ def test_a_malformed_x_registry_auth_is_refused(api):
     assert r.status == 400 and "invalid X-Registry-Auth header" in r.json()["message"]
     r = api.request("POST", "/images/busybox/push", headers={"X-Registry-Auth": "WzFd"})   # [1]
     assert r.status == 400 and "invalid X-Registry-Auth header" in r.json()["message"]
+
+
+# -- POST /containers/{id}/update ------------------------------------------------------------
+
+def _cgroup_file(pid: int, controller: str, v1_name: str, v2_name: str) -> str:
+    """A cgroup file of the process: its v1 controller's, else the unified hierarchy's."""
+    unified = None
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if controller in controllers.split(","):
+                return f"/sys/fs/cgroup/{controller}{path}/{v1_name}"
+            if controllers == "":
+                unified = f"/sys/fs/cgroup{path}/{v2_name}"
+    assert unified, f"no {controller} cgroup for {pid}"
+    return unified
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def test_update_a_running_container(api):
+    from apitest import require_docker_cli, wait_for
+    require_docker_cli()
+    cid = api.docker("run", "-d", "--network", "none", "--memory", "64m", "--name", "upd", "busybox",
+                     "sleep", "300").stdout.strip()
+    pid = int(api.docker("inspect", "-f", "{{.State.Pid}}", "upd").stdout)
+    memory = _cgroup_file(pid, "memory", "memory.limit_in_bytes", "memory.max")
+    assert _read(memory) == str(64 << 20)
+    out = api.docker("update", "--memory", "96m", "--memory-swap", "192m", "--cpu-shares", "512",
+                     "--pids-limit", "50", "--restart", "always", "upd")
+    assert out.stdout.strip() == "upd"
+    assert _read(memory) == str(96 << 20)
+    shares = _read(_cgroup_file(pid, "cpu", "cpu.shares", "cpu.weight"))
+    assert shares == ("512" if "cpu.shares" in _cgroup_file(pid, "cpu", "cpu.shares", "cpu.weight") else "20")
+    assert _read(_cgroup_file(pid, "pids", "pids.max", "pids.max")) == "50"
+    hc = json.loads(api.docker("inspect", "-f", "{{json .HostConfig}}", "upd").stdout)
+    assert (hc["Memory"], hc["MemorySwap"], hc["CpuShares"], hc["PidsLimit"]) == (96 << 20, 192 << 20, 512, 50)
+    assert hc["RestartPolicy"] == {"Name": "always", "MaximumRetryCount": 0}
+    api.docker("update", "--cpus", "0.5", "upd")
+    quota = _cgroup_file(pid, "cpu", "cpu.cfs_quota_us", "cpu.max")
+    assert _read(quota) in ("50000", "50000 100000")
+    # The new restart policy is the supervisor's at the next exit.
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: api.docker("inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "upd").stdout
+             == "1 running\n", timeout=30)
+    # ... and the new limits are the next run's.
+    pid = int(api.docker("inspect", "-f", "{{.State.Pid}}", "upd").stdout)
+    assert _read(_cgroup_file(pid, "memory", "memory.limit_in_bytes", "memory.max")) == str(96 << 20)
+    # Docker's refusals: a restart policy for --rm, a memory limit above the swap limit.
+    api.docker("rm", "-f", "upd")
+    api.docker("run", "-d", "--rm", "--network", "none", "--name", "gone", "busybox", "sleep", "300")
+    refused = api.docker("update", "--restart", "always", "gone", check=False)
+    assert refused.returncode == 1 and "AutoRemove is enabled" in refused.stderr
+    refused = api.docker("update", "--memory", "400m", "--memory-swap", "200m", "gone", check=False)
+    assert refused.returncode == 1 and "Minimum memoryswap limit" in refused.stderr
+    r = api.request("POST", f"/containers/{cid}/update", {"Memory": 1})
+    assert r.status == 404
+    r = api.request("POST", "/containers/gone/update", {"Memory": 1024})
+    assert r.status == 400 and "Minimum memory limit" in r.json()["message"]
+    r = api.request("POST", "/containers/gone/update", {"PidsLimit": 20})
+    assert r.status == 200 and r.json() == {"Warnings": []}
+    api.docker("rm", "-f", "gone")
+
+
+def test_update_a_stopped_container(client):
+    c = client.containers.create("busybox", ["sleep", "300"], network_mode="none")
+    assert c.update(mem_limit="32m", memswap_limit="64m", restart_policy={"Name": "on-failure",
+                                                                         "MaximumRetryCount": 2}) == {"Warnings": []}
+    c.reload()
+    assert c.attrs["HostConfig"]["Memory"] == 32 << 20
+    assert c.attrs["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
+    c.start()
+    c.reload()
+    memory = _cgroup_file(c.attrs["State"]["Pid"], "memory", "memory.limit_in_bytes", "memory.max")
+    assert _read(memory) == str(32 << 20)
+    c.remove(force=True)
