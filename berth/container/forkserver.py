@@ -44,9 +44,9 @@ from pathlib import Path
 
 PROCESS_LABEL = "berth.container.forkserver"
 # What a supervisor imports on its way: loaded once here, not in each supervisor.
-PRELOAD = ("berth.container.supervisor", "berth.container.cleanup", "berth.store.state",
+PRELOAD = ("berth.container.supervisor", "berth.container.cleanup", "berth.container.health", "berth.store.state",
            "berth.runtime.builtin.cli", "berth.runtime.builtin.lifecycle", "berth.runtime.builtin.container",
-           "berth.runtime.builtin.seccomp", "traceback")
+           "berth.runtime.builtin.seccomp", "signal", "traceback")
 READY_TIMEOUT = 30.0      # the server's start (its imports)
 REPLY_TIMEOUT = 30.0      # one fork
 MAX_MESSAGE = 4096
