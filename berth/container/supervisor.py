@@ -37,7 +37,6 @@ import sys
 import time
 from pathlib import Path
 
-from berth.container import health
 from berth.container import protocol as proto
 from berth.container.events import emit_container_event
 from berth.container.jsonlog import JsonFileWriter
@@ -52,6 +51,9 @@ from berth.errors import BerthError, CommandNotFound, NotExecutable
 from berth.runtime.interface import ConsoleSocket, Stdio, set_child_subreaper
 from berth.store.db import Database
 from berth.store.events import EventLog
+from berth.lazy import lazy_import
+
+health = lazy_import("berth.container.health")  # only containers with a healthcheck load it
 
 FIRST_ATTACH_TIMEOUT = 60.0
 # Docker's restart backoff: 100 ms doubling, capped at one minute.
@@ -211,7 +213,7 @@ class Supervisor:
                 self.remove()
             return False
         pid = self.pump.init_pid
-        check = health.settings(self.container.config)
+        check = health.settings(self.container.config) if self.container.config.get("Healthcheck") else None
         # Each start begins "starting" (moby's initHealthMonitor); no healthcheck, no Health.
         probing = {"Health": health.initial(self.container.state)} if check else {}
         self.store.transition(self.id, Event.START, Pid=pid, StartedAt=rfc3339_now(),
