@@ -453,6 +453,30 @@ class ContainerManager:
         finally:
             conn.close()
 
+    def _kill_until_gone(self, c: Container, timeout: float) -> Container:
+        """SIGKILL the container until its supervisor is done with it.
+
+        A restart policy may start a new process after a kill, if the
+        supervisor decided to restart before ManuallyStopped was set: each
+        round kills again whatever runs then."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.runtime(c).kill(c.id, signals.SIGKILL, all=True)
+            except (Conflict, NotFound):
+                pass    # between two runs: nothing to kill this round
+            if c.status == Status.PAUSED:
+                try:
+                    self.runtime(c).resume(c.id)
+                except (Conflict, NotFound):
+                    pass
+            self._wait_exit(c, min(1.0, max(0.0, deadline - time.monotonic())))
+            c = self.get(c.id)
+            if c.status not in SUPERVISED:
+                return c
+            if time.monotonic() >= deadline:
+                raise Conflict(f"could not kill container {c.short_id}")
+
     # -- stop, kill, restart, pause -----------------------------------------------
 
     def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> Container:
@@ -526,16 +550,7 @@ class ContainerManager:
                 raise Conflict(f"cannot remove container \"/{c.name}\": container is {state}: "
                                "stop the container before removing or force remove")
             self.store.update_state(c.id, ManuallyStopped=True)
-            try:
-                self.runtime(c).kill(c.id, signals.SIGKILL, all=True)
-            except (Conflict, NotFound):
-                pass
-            if c.status == Status.PAUSED:
-                self.runtime(c).resume(c.id)
-            self._wait_exit(c, 30)
-            c = self.get(c.id)
-            if c.status in SUPERVISED:
-                raise Conflict(f"could not kill container {c.short_id}")
+            c = self._kill_until_gone(c, 30)
         if c.host_config.get("AutoRemove") and c.status == Status.EXITED and self.store.find(c.id) is None:
             return
         if c.status != Status.REMOVING:

@@ -125,6 +125,18 @@ def test_restart_policy_on_failure(berth, bb):
     assert berth("logs", "flaky").stdout == "try\ntry\ntry\n"
 
 
+def test_rm_force_wins_over_a_restart_policy(berth, bb):
+    """rm -f around the moment init dies: the supervisor may already have
+    decided to restart; the removal must still end the container, quickly."""
+    for delay in (0.05, 0.1, 0.15, 0.3):
+        cid = berth("run", "-d", "--restart", "always", bb, "sh", "-c", "sleep 0.1; exit 1").stdout.strip()
+        time.sleep(delay)
+        started = time.monotonic()
+        berth("rm", "-f", cid)
+        assert time.monotonic() - started < 10
+        assert berth("ps", "-aq").stdout == ""
+
+
 def test_logs_options(berth, bb):
     berth("run", "--name", "chatty", bb, "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done")
     assert berth("logs", "--tail", "2", "chatty").stdout == "line4\nline5\n"
