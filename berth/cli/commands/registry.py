@@ -167,9 +167,10 @@ def pull_missing(engine, name: str, *, policy: str = "missing", platform: str | 
                  quiet: bool = False):
     """For `run`, `create` and `build`: the image, pulled first when Docker would,
     reporting on stderr as `docker run` does."""
-    if policy in ("missing", "never") and platform is None:
+    if policy in ("missing", "never") and platform is None and hasattr(engine, "state"):
         # The common case needs no registry code at all (it loads an HTTP stack),
         # nor the image service (tar, lzma, bz2, urllib and the Dockerfile parser).
+        # (A daemon's client, berth -H, has no local state: its ensure_image asks the daemon.)
         from berth.image.store import ImageStore
 
         image = ImageStore(engine.state).find(name)
