@@ -14,6 +14,7 @@ import os
 import select
 import selectors
 import struct
+import tempfile
 import termios
 import threading
 import time
@@ -38,7 +39,7 @@ class ExecBackend(Protocol):
     def get(self, ref: str) -> Any: ...
     def exec(self, ref: str, cmd: list[str], *, tty: bool = False, env: list[str] = (), user: str = "",
              workdir: str = "", privileged: bool = False, detach: bool = False, stdio=None,
-             console_socket: str | None = None) -> int: ...
+             console_socket: str | None = None, pid_file: str | None = None) -> int: ...
 
 
 @dataclass
@@ -61,7 +62,22 @@ class ExecInstance:
     exit_code: int | None = None
     finished_at: float = 0.0
     master_fd: int | None = None
+    pid: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def pid_file(self) -> str:
+        """Where the runtime writes the process's PID once it runs."""
+        return os.path.join(tempfile.gettempdir(), f"berth-exec-{self.id}.pid")
+
+    def current_pid(self) -> int:
+        if not self.pid and self.started:
+            try:
+                with open(self.pid_file) as f:
+                    self.pid = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                pass
+        return self.pid
 
     def inspect(self) -> dict:
         return {"ID": self.id, "Running": self.running, "ExitCode": self.exit_code,
@@ -69,7 +85,7 @@ class ExecInstance:
                                   "privileged": self.privileged, "user": self.user},
                 "OpenStdin": self.stdin, "OpenStderr": self.stderr, "OpenStdout": self.stdout,
                 "CanRemove": False, "ContainerID": self.container_id, "DetachKeys": self.detach_keys,
-                "Pid": 0}
+                "Pid": self.current_pid()}
 
     def resize(self, rows: int, cols: int) -> None:
         with self.lock:
@@ -179,13 +195,19 @@ class ExecRouter:
         try:
             code = self.containers.exec(instance.container_id, instance.cmd, tty=instance.tty, env=instance.env,
                                         user=instance.user, workdir=instance.workdir,
-                                        privileged=instance.privileged, stdio=stdio, console_socket=console)
+                                        privileged=instance.privileged, stdio=stdio, console_socket=console,
+                                        pid_file=instance.pid_file)
         except CommandNotFound as e:
             code, message = 127, str(e)
         except NotExecutable as e:
             code, message = 126, str(e)
         except Exception as e:  # noqa: BLE001 - reported to the client on its stream
             code, message = 126, str(e)
+        instance.current_pid()      # Docker keeps reporting it after the exit
+        try:
+            os.unlink(instance.pid_file)
+        except FileNotFoundError:
+            pass
         with instance.lock:
             instance.exit_code = code
             instance.running = False

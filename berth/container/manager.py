@@ -567,9 +567,10 @@ class ContainerManager:
 
     def exec(self, ref: str, cmd: list[str], *, tty: bool = False, env: list[str] = (), user: str = "",
              workdir: str = "", privileged: bool = False, detach: bool = False, stdio=None,
-             console_socket: str | None = None) -> int:
+             console_socket: str | None = None, pid_file: str | None = None) -> int:
         """Run a process in a running container (docker exec); its exit code,
-        or its PID when detached."""
+        or its PID when detached.  The runtime writes the PID to `pid_file`
+        once the process runs (exec inspect's Pid)."""
         c = self.get(ref)
         if c.status == Status.PAUSED:
             raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
@@ -590,7 +591,7 @@ class ContainerManager:
         self.event(c, f"exec_create: {command}")
         self.event(c, f"exec_start: {command}")
         result = self.runtime(c).exec(c.id, process, stdio=stdio, console_socket=console_socket,
-                                      detach=detach)
+                                      detach=detach, pid_file=pid_file)
         if not detach:
             self.event(c, "exec_die", exitCode=str(result))
         return result

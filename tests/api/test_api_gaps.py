@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,20 @@ def test_update_a_stopped_container(client):
     memory = _cgroup_file(c.attrs["State"]["Pid"], "memory", "memory.limit_in_bytes", "memory.max")
     assert _read(memory) == str(32 << 20)
     c.remove(force=True)
+
+
+def test_exec_inspect_reports_the_process_pid(client, api):
+    container = client.containers.run("busybox", ["sleep", "300"], detach=True, network_mode="none")
+    try:
+        exec_id = client.api.exec_create(container.id, ["sh", "-c", "echo $$ > /tmp/pid; exec sleep 300"])["Id"]
+        client.api.exec_start(exec_id, detach=True)
+        deadline = time.monotonic() + 10
+        while not client.api.exec_inspect(exec_id)["Pid"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        info = client.api.exec_inspect(exec_id)
+        assert info["Running"] and info["Pid"] > 0
+        # A host PID, of the process that runs in the container (its own PID there differs).
+        with open(f"/proc/{info['Pid']}/cmdline", "rb") as f:
+            assert f.read().split(b"\0")[0] in (b"sleep", b"sh")
+    finally:
+        container.remove(force=True)
