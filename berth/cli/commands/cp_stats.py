@@ -165,7 +165,7 @@ def _copy_from_container(manager, container: str, src: str, dst: str, *, follow_
     if follow_link:
         try:
             with _daemon():
-                st = archive.stat_path(manager, container, src)
+                st = _files(manager).stat_path(manager, container, src)
         except _DaemonError:
             st = None  # as docker: the archive request reports the problem
         if st is not None and st.is_symlink:
@@ -173,7 +173,7 @@ def _copy_from_container(manager, container: str, src: str, dst: str, *, follow_
             if not target.startswith("/"):
                 target = archive.go_join(archive.split_path_dir_entry(src)[0], target)
             src, rebase = archive.get_rebase_name(src, target)
-    with _daemon_stream(archive.archive_path(manager, container, src)) as (st, stream):
+    with _daemon_stream(_files(manager).archive_path(manager, container, src)) as (st, stream):
         if dst == "-":
             out = sys.stdout.buffer
             shutil.copyfileobj(stream, out)
@@ -208,7 +208,7 @@ def _copy_to_container(manager, container: str, src: str, dst: str, *, follow_li
             raise InvalidArgument(f'destination "{container}:{dst}" must be a directory')
         counted = _Counting(sys.stdin.buffer)
         with _daemon():
-            archive.extract_to_dir(manager, container, dst_info.path, counted, copy_uid_gid=copy_uid_gid)
+            _files(manager).extract_to_dir(manager, container, dst_info.path, counted, copy_uid_gid=copy_uid_gid)
         return copy_summary(counted.n, counted.n, f"{container}:{dst_info.path}")
     src_info = archive.copy_info_source_path(src, follow_link)
     content_size = archive.local_content_size(src_info.path)
@@ -222,15 +222,21 @@ def _copy_to_container(manager, container: str, src: str, dst: str, *, follow_li
         transferred = counted.n
 
     with _daemon():
-        archive.extract_to_dir(manager, container, dst_dir, produce, copy_uid_gid=copy_uid_gid)
+        _files(manager).extract_to_dir(manager, container, dst_dir, produce, copy_uid_gid=copy_uid_gid)
     return copy_summary(content_size, transferred, f"{container}:{dst_info.path}")
+
+
+def _files(manager):
+    """The daemon's part of a copy: berth.container.archive on the local engine's
+    containers; a daemon's client (berth -H) has stand-ins that ask the daemon."""
+    return getattr(manager, "archive", archive)
 
 
 def _stat_or_none(manager, container: str, path: str):
     """The daemon's stat of `path`, None on any failure: docker's client carries
     on and lets the copy itself report what is wrong."""
     try:
-        return archive.stat_path(manager, container, path)
+        return _files(manager).stat_path(manager, container, path)
     except BerthError:
         return None
 
@@ -366,7 +372,8 @@ class _Tracker:
             except NotFound:
                 out.append(StatsEntry(container=key, invalid=True))
                 continue
-            current = cstats.sample(c)
+            # A daemon's client (berth -H) samples through the daemon.
+            current = getattr(self.manager, "stats", cstats).sample(c)
             out.append(stats_entry(key, cstats.stats_response(c, current, self.previous.get(key))))
             self.previous[key] = current
         return out
