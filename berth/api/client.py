@@ -896,7 +896,8 @@ class RemoteRegistry:
     def search(self, term: str, *, limit: int = 25, filters=None):
         from berth.registry.search import SearchOutcome, SearchResult, split_term
         found = self.http.call("GET", "/images/search", query={"term": term, "limit": limit,
-                                                               "filters": dict(filters) if filters else None})
+                                                               "filters": dict(filters) if filters else None},
+                               headers=self._auth(split_term(term)[0]))
         return SearchOutcome(split_term(term)[0], [
             SearchResult(r["name"], r.get("description") or "", r.get("star_count", 0),
                          bool(r.get("is_official")), bool(r.get("is_automated"))) for r in found or []],

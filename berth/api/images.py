@@ -41,7 +41,8 @@ class RegistryBackend(Protocol):
              progress: Callable = ..., credentials: Any = None) -> list: ...
     def push(self, name: str, *, all_tags: bool = False, progress: Callable = ...,
              credentials: Any = None) -> list: ...
-    def search(self, term: str, *, limit: int = 25, filters: dict | None = None) -> Any: ...
+    def search(self, term: str, *, limit: int = 25, filters: dict | None = None,
+               credentials: Any = None) -> Any: ...
 
 
 class CommitBackend(Protocol):
@@ -163,7 +164,8 @@ class ImagesRouter:
         term = req.query.get("term") or ""
         if not term:
             raise InvalidArgument("term is required")
-        outcome = self.registry.search(term, limit=req.query.int("limit", 25), filters=req.query.filters())
+        outcome = self.registry.search(term, limit=req.query.int("limit", 25), filters=req.query.filters(),
+                                       credentials=registry_auth(req))
         return json_response([{"name": r.name, "description": r.description, "star_count": r.star_count,
                                "is_official": r.is_official, "is_automated": r.is_automated}
                               for r in outcome.results])

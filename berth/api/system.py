@@ -28,7 +28,7 @@ class UsageBackend(Protocol):
 
 
 class LoginBackend(Protocol):
-    def login(self, server: str | None, credentials: Any) -> Any: ...
+    def check_login(self, server: str | None, credentials: Any) -> str: ...
 
 
 # Fields of Docker's SystemInfo that berth has no counterpart for; clients
@@ -111,7 +111,9 @@ class SystemRouter:
         from berth.registry.auth import Credentials
         credentials = Credentials(username=body.get("username") or "", password=body.get("password") or "",
                                   identity_token=body.get("identitytoken") or "")
-        self.login_backend.login(body.get("serveraddress") or None, credentials)
+        # dockerd checks a login and keeps nothing: clients send their own
+        # credentials with each pull and push (X-Registry-Auth).
+        self.login_backend.check_login(body.get("serveraddress") or None, credentials)
         return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
 
 

@@ -173,11 +173,18 @@ class RegistryService:
     def stored_credentials(self, server: str | None) -> Credentials | None:
         return self.credentials.get(domain_of_server(server or ""))
 
-    def login(self, server: str | None, credentials: Credentials) -> LoginOutcome:
-        """Check the credentials against the registry, then store them."""
+    def check_login(self, server: str | None, credentials: Credentials) -> str:
+        """Check credentials against the registry without keeping them (the
+        daemon's POST /auth: its clients keep their own); the server's address."""
         domain = domain_of_server(server or "")
         with self._client(domain, [], credentials) as client:
             client.authenticate()
+        return server_address(domain)
+
+    def login(self, server: str | None, credentials: Credentials) -> LoginOutcome:
+        """Check the credentials against the registry, then store them."""
+        self.check_login(server, credentials)
+        domain = domain_of_server(server or "")
         helper = self.credentials.helper_for(domain)
         stored_in = self.credentials.store(domain, credentials)
         return LoginOutcome(server_address(domain), stored_in, helper is not None)
@@ -189,7 +196,9 @@ class RegistryService:
 
     # -- search ----------------------------------------------------------------
 
-    def search(self, term: str, *, limit: int = 25, filters: Mapping[str, list[str]] | None = None) -> SearchOutcome:
+    def search(self, term: str, *, limit: int = 25, filters: Mapping[str, list[str]] | None = None,
+               credentials: Credentials | None = None) -> SearchOutcome:
+        """``credentials``: a client's own (the API's X-Registry-Auth), else the stored login."""
         if not 1 <= limit <= 100:
             raise InvalidArgument(f"limit {limit} is outside the range of [1, 100]")
         filters = dict(filters or {})
@@ -197,7 +206,7 @@ class RegistryService:
             if key not in ("stars", "is-official", "is-automated"):
                 raise InvalidArgument(f"invalid filter '{key}'")
         domain, query = searchmod.split_term(term)
-        with self._client(domain, [searchmod.CATALOG_SCOPE]) as client:
+        with self._client(domain, [searchmod.CATALOG_SCOPE], credentials) as client:
             outcome = searchmod.search(client, domain, query, limit)
         outcome.results = [r for r in outcome.results if _search_match(r, filters)]
         return outcome

@@ -314,5 +314,7 @@ def test_login_push_pull(hb, tmp_path):
         assert f"{server}/tools/busybox" in hb("search", f"{server}/tools").stdout
         assert hb("logout", server).stdout == f"Removing login credentials for {server}\n"
         assert server not in json.loads((tmp_path / "client-config" / "config.json").read_text())["auths"]
+        hb("rmi", name)
+        assert hb("pull", name, check=False).returncode == 1        # the daemon kept no login either
     finally:
         registry.stop()
