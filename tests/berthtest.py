@@ -4,6 +4,7 @@ by a name no other folder's conftest shadows)."""
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -22,3 +23,15 @@ class Berth:
             raise AssertionError(f"berth {' '.join(map(str, args))} exited {p.returncode}:\n"
                                  f"{p.stdout}\n{p.stderr}")
         return p
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05):
+    """predicate()'s first true value, polled until `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)

@@ -40,6 +40,7 @@ from berth.image.config import parse_time
 from berth.image.store import ImageStore
 from berth.layer.snapshots import LayerCache
 from berth.runtime import spec as rs
+from berth.runtime.interface import single_threaded
 from berth.store.state import State
 from berth.lazy import lazy_import
 from berth.units import human_duration
@@ -374,7 +375,7 @@ class ContainerManager:
         read_fd, write_fd = os.pipe()
         try:
             # The supervisor's parent exits at once: waiting for it is short.
-            if supervisor.forkable():
+            if single_threaded():
                 # A fork of this process has berth loaded already: no
                 # interpreter start, no imports, on every start's path.
                 self.state.db.close()   # reopened on next use; none may cross a fork

@@ -48,7 +48,7 @@ from berth.container.runtimes import runtime_for
 from berth.container.states import Event, Status
 from berth.container.store import ContainerStore
 from berth.errors import BerthError, CommandNotFound, NotExecutable
-from berth.runtime.interface import ConsoleSocket, Stdio, set_child_subreaper
+from berth.runtime.interface import ConsoleSocket, Stdio, fork_flushed, set_child_subreaper
 from berth.store.db import Database
 from berth.store.events import EventLog
 from berth.lazy import lazy_import
@@ -398,27 +398,16 @@ def _exit(code: int) -> None:
         os._exit(code)
 
 
-def forkable() -> bool:
-    """Whether `fork_supervisor` may be used here: in a process with other
-    threads, a forked child could find their locks held forever."""
-    return len(os.listdir("/proc/self/task")) == 1
-
-
 def fork_supervisor(root: Path, container_id: str, ready_fd: int, attach_first: bool) -> int:
     """Start a supervisor as a fork of the calling process, which saves it an
     interpreter start and the imports the caller has already done.
 
-    The caller must be `forkable()` and hold no SQLite connection (one must
+    The caller must be `single_threaded()` and hold no SQLite connection (one must
     never cross a fork).  Returns the PID of a child that exits at once
     (wait for it); the supervisor is its child, in a new session, and
     reports on ``ready_fd`` as `command` describes.
     """
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()  # or the child might write the caller's output again
-        except (OSError, ValueError):
-            pass
-    pid = os.fork()
+    pid = fork_flushed()
     if pid:
         return pid
     code = 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from typing import Mapping, Protocol
@@ -76,6 +77,23 @@ class Runtime(Protocol):
     def pause(self, container_id: str) -> None: ...
 
     def resume(self, container_id: str) -> None: ...
+
+
+def single_threaded() -> bool:
+    """Whether the calling process may fork and go on running Python in the
+    child: with other threads, the child could find their locks held forever."""
+    return len(os.listdir("/proc/self/task")) == 1
+
+
+def fork_flushed() -> int:
+    """os.fork(), once Python's stdout and stderr are flushed: else the child
+    could write the caller's buffered output a second time."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    return os.fork()
 
 
 def set_child_subreaper() -> None:

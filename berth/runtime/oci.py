@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 import berth
 from berth.errors import (BerthError, CommandNotFound, Conflict, InvalidArgument, NotExecutable,
                           NotFound, Unavailable)
-from berth.runtime.interface import RuntimeState, Stdio
+from berth.runtime.interface import RuntimeState, Stdio, fork_flushed, single_threaded
 
 _NOT_FOUND = re.compile(r'exec(?:: "[^"]*":| [^:]*:) (?:executable file not found in \$PATH'
                         r'|stat [^:]*: (?:no such file or directory|not a directory)'
@@ -201,7 +201,7 @@ class BuiltinRuntime(OCIRuntime):
 
     def _call(self, args: list[str], container_id: str, *, stdio: Stdio | None = None,
               timeout: float | None | str = "default", exit_status: bool = False):
-        if stdio is None or timeout is not None or not _single_threaded():
+        if stdio is None or timeout is not None or not single_threaded():
             return super()._call(args, container_id, stdio=stdio, timeout=timeout,
                                  exit_status=exit_status)
         log_fd = os.memfd_create("oci-log", os.MFD_CLOEXEC)
@@ -259,21 +259,11 @@ class BuiltinRuntime(OCIRuntime):
         self._lifecycle("resume", container_id)
 
 
-def _single_threaded() -> bool:
-    # A fork of a process with other threads could find their locks held forever.
-    return len(os.listdir("/proc/self/task")) == 1
-
-
 def _run_forked(argv: list[str], stdio: Stdio, log_fd: int) -> int:
     """The built-in runtime's command line run in a fork of this process,
     as if it were a child process with stdio and only ``log_fd`` passed;
     its exit status."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()  # or the child might write the caller's output again
-        except (OSError, ValueError):
-            pass
-    pid = os.fork()
+    pid = fork_flushed()
     if pid == 0:
         code = 1
         try:    # never return into the caller's code: this is a copy of it

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from berthtest import wait_for  # noqa: F401 - the API tests import it from here
+
 DOCKER = shutil.which("docker")
 
 
@@ -162,17 +164,6 @@ def clean_root(root: Path) -> None:
     if ids:
         berth_cli(root, "rm", "-f", *ids, check=False)
     berth_cli(root, "network", "prune", "-f", check=False)
-
-
-def wait_for(predicate, timeout: float = 20, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(interval)
 
 
 def require_docker_cli():

@@ -6,16 +6,8 @@ import subprocess
 import time
 
 from berth.image.config import parse_time
+from berthtest import wait_for
 
-
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def supervisor_phase(root, container_id) -> str | None:

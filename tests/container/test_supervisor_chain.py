@@ -10,6 +10,7 @@ import pexpect
 
 from berth.container.logs import encode_entry, parse_time
 from berth.container.pump import HANDOFF_AFTER
+from berthtest import wait_for
 
 # Longer than the hand-over delay of an attached run.
 PAST_HANDOFF = HANDOFF_AFTER + 1.0
@@ -23,15 +24,6 @@ def supervisor_phase(root, container_id) -> str | None:
         return "pump" if "from berth.container.pump import" in line else "supervisor"
     return None
 
-
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def state(berth, ref) -> dict:
