@@ -50,8 +50,7 @@ from berth.build.instructions import (
     ShellInstr, Stage, StopsignalInstr, UserInstr, VolumeInstr, WorkdirInstr, apply_to_config,
     expand_instruction, parse_instruction, parse_stages)
 from berth.build.parser import parse, parse_heredoc
-from berth.build.snapshot import (INIT_PATHS, adopt_layer, image_lowers, layer_of, mounted,
-                                  scrub_mount_points)
+from berth.build.snapshot import adopt_layer, image_lowers, layer_of, mounted
 from berth.container import protocol as proto
 from berth.container.record import new_id
 from berth.container.rootfs_files import make_dirs
@@ -59,6 +58,7 @@ from berth.errors import BerthError, InvalidArgument, NotFound
 from berth.image import config as cfgmod
 from berth.image.reference import Reference, parse_normalized_named
 from berth.image.store import Image, ImageStore
+from berth.layer.mountpoints import INIT_PATHS, scrub_mount_points
 from berth.layer.snapshots import LayerCache
 from berth.store.state import State
 

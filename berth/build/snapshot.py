@@ -4,9 +4,9 @@ ADD, COPY and WORKDIR write into an overlay of the parent image mounted
 here (as Docker copies into the build container's layer); RUN writes into
 its container's own upper directory.  Either way the upper directory is the
 step's layer.  Before it is archived, the mount points the runtime had to
-create for /etc/hosts, /proc and the like are removed from it: Docker keeps
-those in an "init" layer that commits never see, so a `RUN true` gives an
-empty layer under both engines.  Once committed, the upper directory
+create for /etc/hosts, /proc and the like are removed from it
+(berth.layer.mountpoints), so a `RUN true` gives an empty layer under both
+engines.  Once committed, the upper directory
 becomes the unpacked layer the next steps mount, so a build never unpacks
 what it has just archived.
 """
@@ -14,9 +14,8 @@ what it has just archived.
 from __future__ import annotations
 
 import os
-import stat
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -28,12 +27,8 @@ from berth.store.state import State
 if TYPE_CHECKING:
     from berth.layer.snapshots import LayerCache
 
-__all__ = ["INIT_PATHS", "adopt_layer", "image_lowers", "layer_of", "mounted", "scrub_mount_points"]
+__all__ = ["adopt_layer", "image_lowers", "layer_of", "mounted"]
 
-# What the runtime creates in a root filesystem that lacks it; Docker's
-# init layer holds the same paths.
-INIT_PATHS = ("proc", "sys", "dev", "etc/hosts", "etc/hostname", "etc/resolv.conf")
-_OPAQUE = "trusted.overlay.opaque"
 _PIPE_BUFFER = 1 << 20
 
 
@@ -65,89 +60,9 @@ def mounted(layers: LayerCache, lowers: list[Path], workdir: Path) -> Iterator[t
         unmount(merged)
 
 
-def _lower_stat(lowers: list[Path], rel: str) -> os.stat_result | None:
-    """What the image below an upper directory has at `rel` (None: nothing)."""
-    parts = rel.split("/")
-    for lower in reversed(lowers):
-        hidden_below = False
-        for i in range(1, len(parts)):
-            ancestor = lower / "/".join(parts[:i])
-            try:
-                st = os.lstat(ancestor)
-            except FileNotFoundError:
-                break
-            if _is_whiteout(st):
-                return None
-            hidden_below = hidden_below or (stat.S_ISDIR(st.st_mode) and _is_opaque(ancestor))
-        try:
-            st = os.lstat(lower / rel)
-        except (FileNotFoundError, NotADirectoryError):
-            st = None
-        if st is not None:
-            return None if _is_whiteout(st) else st
-        if hidden_below:
-            return None
-    return None
-
-
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
 def _is_empty_dir(path: Path) -> bool:
     with os.scandir(path) as it:
         return next(it, None) is None
-
-
-def _is_opaque(path: Path) -> bool:
-    try:
-        return os.getxattr(path, _OPAQUE, follow_symlinks=False) == b"y"
-    except OSError:
-        return False
-
-
-def scrub_mount_points(upper: Path, lowers: list[Path], targets: Iterable[str]) -> None:
-    """Remove from `upper` what only mounting created at `targets` (relative paths).
-
-    A target is dropped when it is an empty file or directory; then each of
-    its parent directories that is left empty, and either is new or was only
-    copied up (same owner and mode as below), is dropped too.
-    """
-    for target in targets:
-        path = upper / target
-        try:
-            st = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        if stat.S_ISREG(st.st_mode) and st.st_size == 0:
-            path.unlink()
-        elif stat.S_ISDIR(st.st_mode) and _is_empty_dir(path) and not _is_opaque(path):
-            below = _lower_stat(lowers, target)
-            if below is not None and not _same_dir(st, below):
-                continue
-            path.rmdir()
-        else:
-            continue
-        parts = target.split("/")[:-1]
-        while parts:
-            rel = "/".join(parts)
-            path = upper / rel
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                break
-            if not stat.S_ISDIR(st.st_mode) or not _is_empty_dir(path) or _is_opaque(path):
-                break
-            below = _lower_stat(lowers, rel)
-            if below is not None and not _same_dir(st, below):
-                break
-            path.rmdir()
-            parts.pop()
-
-
-def _same_dir(a: os.stat_result, b: os.stat_result) -> bool:
-    return (stat.S_ISDIR(b.st_mode) and stat.S_IMODE(a.st_mode) == stat.S_IMODE(b.st_mode)
-            and a.st_uid == b.st_uid and a.st_gid == b.st_gid)
 
 
 @contextmanager

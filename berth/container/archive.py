@@ -46,7 +46,6 @@ from berth.container.mounting import mount_rootfs
 from berth.container.record import Container
 from berth.container.users import resolve_user
 from berth.errors import BerthError, Conflict, DataCorrupt, InvalidArgument, NotFound, Unavailable
-from berth.image import config as cfgmod
 from berth.layer.rootfs import NotADirectory, RootDir
 from berth.layer.snapshots import Mount
 from berth.layer.stream import Readable, open_layer_stream
@@ -896,16 +895,6 @@ class _Plan:
     binds: list[_Bind] = field(default_factory=list)
 
 
-def _rootfs_mount(manager, c: Container) -> Mount:
-    images = manager.images
-    layers = images.layers(images.get(c.image_id))
-    chains = cfgmod.chain_ids([layer.diff_id for layer in layers])
-    lowers = manager.layers.ensure([(chain, (lambda d=layer.digest: manager.state.blobs.open(d)))
-                                    for chain, layer in zip(chains, layers)])
-    paths = manager.paths(c.id)
-    return manager.layers.rootfs_mount(lowers, paths.upper, paths.work)
-
-
 def _binds(manager, c: Container, resolved: list[vol.ResolvedMount]) -> list[_Bind]:
     """The container's volumes, bind mounts and network files, parents first.
 
@@ -1004,7 +993,7 @@ def _spawn(manager, ref: str, task: Task, direction: str | None) -> tuple[_Child
     c = manager.get(ref)
     paths = manager.paths(c.id)
     rootfs = str(paths.rootfs)
-    mount = None if is_mounted(rootfs) else _rootfs_mount(manager, c)
+    mount = None if is_mounted(rootfs) else manager.rootfs_mount(c)
     points = [vol.MountPoint.from_record(r) for r in c.spec.get("MountPoints") or []]
     holder = vol.process_ref()
     resolved = vol.activate_mounts(manager.state, points, holder)

@@ -298,17 +298,32 @@ class ContainerManager:
             raise _ERRORS.get(kind, BerthError)(message)
         return self.store.get(c.id)
 
+    def image_lowers(self, c: Container) -> list[Path]:
+        """The unpacked layers of the container's image, bottom first (any
+        not unpacked yet are unpacked now)."""
+        layers = self.images.layers(self.images.get(c.image_id))
+        chains = cfgmod.chain_ids([layer.diff_id for layer in layers])
+        return self.layers.ensure([(chain, (lambda d=layer.digest: self.state.blobs.open(d)))
+                                   for chain, layer in zip(chains, layers)])
+
+    def rootfs_mount(self, c: Container):
+        """The overlay mount that is the container's root filesystem (a
+        description: mounting it is the caller's)."""
+        paths = self.paths(c.id)
+        return self.layers.rootfs_mount(self.image_lowers(c), paths.upper, paths.work)
+
+    def mount_rootfs(self, c: Container) -> bool:
+        """Mount the container's root filesystem unless it is; whether this call mounted it."""
+        paths = self.paths(c.id)
+        if is_mounted(paths.rootfs):
+            return False
+        mount = self.rootfs_mount(c)
+        paths.rootfs.mkdir(parents=True, exist_ok=True)
+        mount_rootfs(mount, paths.rootfs)
+        return True
+
     def _prepare(self, c: Container, paths: ContainerPaths) -> None:
-        image = self.images.get(c.image_id)
-        if not is_mounted(paths.rootfs):
-            layers = self.images.layers(image)
-            chains = cfgmod.chain_ids([layer.diff_id for layer in layers])
-            lowers = self.layers.ensure([
-                (chain, (lambda d=layer.digest: self.state.blobs.open(d)))
-                for chain, layer in zip(chains, layers)])
-            mount = self.layers.rootfs_mount(lowers, paths.upper, paths.work)
-            paths.rootfs.mkdir(parents=True, exist_ok=True)
-            mount_rootfs(mount, paths.rootfs)
+        self.mount_rootfs(c)
         cfg, hc = c.config, c.host_config
         user = resolve_user(paths.rootfs, cfg.get("User") or "", hc.get("GroupAdd") or [])
         if cfg.get("WorkingDir"):
@@ -796,13 +811,11 @@ class ContainerFilesystem:
     def __init__(self, manager: ContainerManager):
         self.containers = manager
 
-    def _lowers(self, c: Container) -> list[Path]:
-        images = self.containers.images
-        layers = images.layers(images.get(c.image_id))
-        chains = cfgmod.chain_ids([layer.diff_id for layer in layers])
-        return self.containers.layers.ensure([
-            (chain, (lambda d=layer.digest: self.containers.state.blobs.open(d)))
-            for chain, layer in zip(chains, layers)])
+    def _mount_stubs(self, c: Container, lowers: list[Path]) -> set[str]:
+        """What the runtime's mounts alone created in the container's upper
+        directory: not changes (Docker keeps them in its init layer)."""
+        from berth.layer.mountpoints import INIT_PATHS, mount_stubs
+        return mount_stubs(self.containers.paths(c.id).upper, lowers, INIT_PATHS)
 
     def changes(self, ref: str) -> list[tuple[str, str]]:
         from berth.layer.diff import changes
@@ -810,8 +823,9 @@ class ContainerFilesystem:
         upper = self.containers.paths(c.id).upper
         if not upper.exists():
             return []
-        lowers = list(reversed(self._lowers(c)))
-        return [(ch.kind.symbol, ch.path) for ch in changes(upper, lowers)]
+        lowers = self.containers.image_lowers(c)
+        return [(ch.kind.symbol, ch.path)
+                for ch in changes(upper, lowers[::-1], exclude=self._mount_stubs(c, lowers))]
 
     def commit(self, ref: str, *, tag=None, message: str = "", author: str = "", pause: bool = True,
                change_config=lambda config: config):
@@ -839,7 +853,8 @@ class ContainerFilesystem:
             state = self.containers.state
             with tempfile.TemporaryFile(dir=state.subdir("tmp")) as layer_tar:
                 paths.upper.mkdir(parents=True, exist_ok=True)
-                diff_tar(paths.upper, layer_tar)
+                diff_tar(paths.upper, layer_tar,
+                         exclude=self._mount_stubs(c, self.containers.image_lowers(c)))
                 layer_tar.seek(0)
                 with images.ingestion() as added:
                     layer = ingest_layer(layer_tar, state.blobs, added=added)
@@ -866,12 +881,7 @@ class ContainerFilesystem:
 
         c = self.containers.get(ref)
         paths = self.containers.paths(c.id)
-        mounted_here = False
-        if not is_mounted(paths.rootfs):
-            mount = self.containers.layers.rootfs_mount(self._lowers(c), paths.upper, paths.work)
-            paths.rootfs.mkdir(parents=True, exist_ok=True)
-            mount_rootfs(mount, paths.rootfs)
-            mounted_here = True
+        mounted_here = self.containers.mount_rootfs(c)
         try:
             with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 root = str(paths.rootfs)

@@ -19,7 +19,7 @@ import io
 import os
 import stat
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -131,12 +131,13 @@ def _header(name: str, st: os.stat_result) -> tarfile.TarInfo:
     return ti
 
 
-def diff_tar(upper_dir: str | os.PathLike, out: BinaryIO) -> int:
+def diff_tar(upper_dir: str | os.PathLike, out: BinaryIO, *, exclude: Collection[str] = ()) -> int:
     """Write the layer tar of an overlayfs upper directory to `out`.
 
     PAX format, numeric owners, xattrs as SCHILY.xattr records, hard links
     found by inode, entries in a fixed order, so the same tree always gives
-    the same bytes.  Returns the size of the regular files' content.
+    the same bytes.  Entries at the relative paths in `exclude` are left
+    out.  Returns the size of the regular files' content.
     """
     size = 0
     seen: dict[tuple[int, int], str] = {}
@@ -146,6 +147,8 @@ def diff_tar(upper_dir: str | os.PathLike, out: BinaryIO) -> int:
                           encoding="utf-8", errors="surrogateescape",
                           copybufsize=_COPY_BUFSIZE)
         for entry in _walk(root):
+            if entry.rel in exclude:
+                continue
             st = entry.st
             mode = st.st_mode
             if _is_whiteout(st):
@@ -283,9 +286,11 @@ def _same_time(a: os.stat_result, b: os.stat_result) -> bool:
     return sa == sb and (na == 0 or nb == 0)
 
 
-def changes(upper_dir: str | os.PathLike, lower_dirs: Sequence[str | os.PathLike]) -> list[Change]:
+def changes(upper_dir: str | os.PathLike, lower_dirs: Sequence[str | os.PathLike], *,
+            exclude: Collection[str] = ()) -> list[Change]:
     """What the upper directory changed relative to the lower dirs (topmost
-    first), sorted by path, as `docker diff` lists it.
+    first), sorted by path, as `docker diff` lists it; entries at the
+    relative paths in `exclude` are not changes.
 
     A directory counts as changed only if its own attributes differ, or an
     entry directly in it was added or deleted.  Where a directory was
@@ -305,6 +310,8 @@ def changes(upper_dir: str | os.PathLike, lower_dirs: Sequence[str | os.PathLike
     root = os.open(upper_dir, _DIR_FD)
     try:
         for entry in _walk(root):
+            if entry.rel in exclude:
+                continue
             st = entry.st
             is_dir = stat.S_ISDIR(st.st_mode)
             if _is_whiteout(st):
