@@ -257,7 +257,8 @@ class ContainerManager:
             # Volumes are planned once the row exists: volume users reference it.
             records = [p.to_record() for p in vol.plan_mounts(
                 self.state, vol.specs_from_host_config(host_config), cfg.get("Volumes") or {}, c.id,
-                tmpfs=host_config.get("Tmpfs") or {}, volume_driver=host_config.get("VolumeDriver") or "")
+                tmpfs=host_config.get("Tmpfs") or {}, volume_driver=host_config.get("VolumeDriver") or "",
+                volumes_from=self._volumes_from(host_config.get("VolumesFrom") or []))
             ] if _wants_volumes(host_config, cfg) else []
         except BaseException:
             self.store.delete(c.id)
@@ -297,6 +298,15 @@ class ContainerManager:
             kind, _, message = line[7:].partition(" ")
             raise _ERRORS.get(kind, BerthError)(message)
         return self.store.get(c.id)
+
+    def _volumes_from(self, entries: list[str]) -> list[tuple[list, str]]:
+        """HostConfig.VolumesFrom (`CONTAINER[:MODE]`): each container's mount points, and the mode."""
+        out = []
+        for entry in entries:
+            ref, _, mode = entry.partition(":")
+            source = self.get(ref)
+            out.append(([vol.MountPoint.from_record(r) for r in source.spec.get("MountPoints") or []], mode))
+        return out
 
     def image_lowers(self, c: Container) -> list[Path]:
         """The unpacked layers of the container's image, bottom first (any

@@ -1449,18 +1449,23 @@ def _duplicate(destination: str) -> InvalidArgument:
 
 def plan_mounts(state, specs: Sequence[MountSpec], image_volumes: Mapping | Iterable[str] | None,
                 container_id: str, *, tmpfs: Mapping[str, str] | None = None,
-                volume_driver: str = "") -> list[MountPoint]:
+                volume_driver: str = "",
+                volumes_from: Sequence[tuple[Sequence[MountPoint], str]] = ()) -> list[MountPoint]:
     """A new container's mount points, as Docker's registerMountPoints makes them.
 
-    `specs` are HostConfig.Binds then HostConfig.Mounts (`specs_from_host_config`),
-    `image_volumes` the merged Config.Volumes (the image's VOLUMEs and `-v
-    /path`), `tmpfs` HostConfig.Tmpfs.  Volumes are created as needed and the
-    container is recorded as their user, so the container's row must exist.
-    An image volume that a mount or tmpfs already covers gets none.
+    `volumes_from` are (another container's mount points, mode) for each
+    HostConfig.VolumesFrom entry; `specs` are HostConfig.Binds then
+    HostConfig.Mounts (`specs_from_host_config`), which take a destination
+    over from `volumes_from`; `image_volumes` the merged Config.Volumes (the
+    image's VOLUMEs and `-v /path`), `tmpfs` HostConfig.Tmpfs.  Volumes are
+    created as needed and the container is recorded as their user, so the
+    container's row must exist.  An image volume that a mount or tmpfs
+    already covers gets none.
     """
     tmpfs = tmpfs or {}
     planned: list[tuple[MountPoint, VolumeOptions | None]] = []
     taken: set[str] = set()
+    inherited = {p.destination: p for points, mode in volumes_from for p in _shared(points, mode)}
     for spec in specs:
         validate_mount(spec, check_source=not spec.raw)
         if spec.type == VOLUME and spec.volume is not None and spec.volume.subpath:
@@ -1469,7 +1474,12 @@ def plan_mounts(state, specs: Sequence[MountSpec], image_volumes: Mapping | Iter
         if dest in taken or (spec.raw and dest in tmpfs):
             raise _duplicate(dest if spec.raw else spec.target)
         taken.add(dest)
+        inherited.pop(dest, None)
         planned.append((_point_for(spec, dest, volume_driver), spec.volume))
+    for dest, point in inherited.items():
+        if dest not in tmpfs:
+            taken.add(dest)
+            planned.append((point, None))
     for target in image_volumes or ():
         anon = parse_volume_spec(target)
         if anon.type != VOLUME or not anon.anonymous:
@@ -1495,12 +1505,25 @@ def plan_mounts(state, specs: Sequence[MountSpec], image_volumes: Mapping | Iter
             if point.type != VOLUME:
                 out.append(point)
                 continue
-            v = store.create(point.spec.source or None, point.driver,
+            v = store.create(point.name or point.spec.source or None, point.driver,
                              labels=vopts.labels if vopts is not None else None,
                              options=vopts.driver_options if vopts is not None else None,
                              user=container_id)
             out.append(replace(point, name=v.name, driver=v.driver, source=str(v.mountpoint)))
     return out
+
+
+def _shared(points: Sequence[MountPoint], mode: str) -> list[MountPoint]:
+    """Another container's mount points as --volumes-from gives them: the
+    same volumes and host paths at the same places, read-only or writable
+    as `mode` says (else as they are there), nothing copied into them."""
+    flags = [f for f in mode.split(",") if f] if mode else []
+    for flag in flags:
+        if flag not in ("ro", "rw", "z", "Z"):
+            raise InvalidArgument(f"invalid mode: {mode}")
+    rw = None if not ({"ro", "rw"} & set(flags)) else "rw" in flags
+    return [replace(p, rw=p.rw if rw is None else rw, copy_data=False, create_source=False)
+            for p in points if p.type in (VOLUME, BIND)]
 
 
 def _point_for(spec: MountSpec, dest: str, volume_driver: str) -> MountPoint:

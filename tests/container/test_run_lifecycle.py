@@ -5,6 +5,8 @@ import time
 
 import pytest
 
+from berthtest import wait_for
+
 
 def test_run_output_and_exit_codes(berth, bb):
     p = berth("run", "--rm", bb, "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
@@ -230,3 +232,33 @@ def test_signals_are_proxied_and_logs_follow(berth, bb):
     berth("run", "-d", "--name", "talker", bb, "sh", "-c", "for i in 1 2 3; do echo n$i; sleep 0.3; done")
     # -f ends by itself when the container exits, with every line.
     assert berth("logs", "-f", "talker", timeout=30).stdout == "n1\nn2\nn3\n"
+
+
+def test_volumes_from(berth, bb, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "f").write_text("host\n")
+    berth("run", "-d", "--name", "src", "-v", "/data", "-v", f"{shared}:/ctx:ro", bb,
+          "sh", "-c", "echo one > /data/x; sleep 300")
+    wait_for(lambda: berth("exec", "src", "cat", "/data/x", check=False).stdout == "one\n")
+    # The same volume and bind, as they are in src; writes land in src's volume.
+    out = berth("run", "--rm", "--volumes-from", "src", bb, "sh", "-c",
+                "echo two >> /data/x; cat /data/x /ctx/f; touch /ctx/g 2>/dev/null || echo ro").stdout
+    assert out == "one\ntwo\nhost\nro\n"
+    assert berth("exec", "src", "cat", "/data/x").stdout == "one\ntwo\n"
+    # :ro makes everything read-only; an explicit -v takes a destination over.
+    assert berth("run", "--rm", "--volumes-from", "src:ro", bb, "sh", "-c",
+                 "echo three >> /data/x", check=False).returncode != 0
+    assert berth("run", "--rm", "--volumes-from", "src", "-v", f"{shared}:/data", bb,
+                 "cat", "/data/f").stdout == "host\n"
+    berth("run", "--name", "dst", "--volumes-from", "src", bb, "true")
+    mounts = json.loads(berth("inspect", "-f", "{{json .Mounts}}", "dst").stdout)
+    src_mounts = json.loads(berth("inspect", "-f", "{{json .Mounts}}", "src").stdout)
+    assert sorted(m["Destination"] for m in mounts) == ["/ctx", "/data"]
+    assert {m.get("Name") for m in mounts} == {m.get("Name") for m in src_mounts}
+    # rm -v of the borrower leaves the volume src still uses.
+    berth("rm", "-v", "dst")
+    assert berth("exec", "src", "cat", "/data/x").stdout == "one\ntwo\n"
+    for bad, message in (("nosuch", "No such container: nosuch"), ("src:bad", "invalid mode: bad")):
+        r = berth("run", "--rm", "--volumes-from", bad, bb, "true", check=False)
+        assert r.returncode == 125 and message in r.stderr
