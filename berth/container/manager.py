@@ -369,6 +369,10 @@ class ContainerManager:
             lines.append(f"{address}\t{names}")
         for extra in c.host_config.get("ExtraHosts") or []:
             host, _, ip = extra.partition(":")
+            if ip == "host-gateway":
+                if placement.host_gateway is None:
+                    raise InvalidArgument("host-gateway is not available without berth's networks")
+                ip = placement.host_gateway
             lines.append(f"{ip}\t{host}")
         paths.hosts.write_text("\n".join(lines) + "\n")
         try:

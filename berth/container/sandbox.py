@@ -29,6 +29,7 @@ class Placement:
     resolv_conf: str | None = None               # None: the host's, as Docker filters it
     env: list[str] = field(default_factory=list)  # Docker's link variables
     release_hook: str | None = None              # "module:function(root, container_id)"
+    host_gateway: str | None = None              # what `--add-host NAME:host-gateway` names
 
 
 class SandboxProvider(Protocol):

@@ -19,6 +19,7 @@ import shutil
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from berth.container.cleanup import is_mounted
@@ -102,6 +103,21 @@ class BridgeSandboxes:
     # -- the SandboxProvider protocol ------------------------------------------------
 
     def prepare(self, c: Container) -> Placement:
+        placement = self._placement(c)
+        if any(extra.endswith(":host-gateway") for extra in c.host_config.get("ExtraHosts") or []):
+            placement = replace(placement, host_gateway=self.host_gateway())
+        return placement
+
+    def host_gateway(self) -> str:
+        """The host's address on the default bridge, as Docker's host-gateway
+        is docker0's.  Chosen (not brought up) if no container used it yet."""
+        with network_lock():
+            network = self.store.find(DEFAULT_NETWORK)
+            if network is None:
+                raise NotFound("host-gateway: the default bridge network does not exist")
+            return self._ensure_subnet(network, self.bridge_of(network)).gateway
+
+    def _placement(self, c: Container) -> Placement:
         mode = network_mode(c)
         if mode.startswith("container:"):
             other = self.lookup(mode.split(":", 1)[1])
@@ -259,21 +275,26 @@ class BridgeSandboxes:
         """The network's bridge, created on first use with a subnet free on this host."""
         bridge = self.bridge_of(network)
         if not (netlink.exists(bridge) and network.subnet):
-            # Unused until now: its subnet may have been taken meanwhile (by
-            # another root, dockerd, a VPN); one berth chose moves elsewhere.
-            taken = ipam.host_routes(exclude_devices=[bridge])
-            taken += [ipaddress.ip_network(n.subnet) for n in self.store.networks()
-                      if n.subnet and n.id != network.id]
-            if network.subnet and not network.subnet_auto:
-                ipam.check_free(ipaddress.ip_network(network.subnet), taken)
-            elif not network.subnet or ipam.overlapping(ipaddress.ip_network(network.subnet), taken):
-                subnet = ipam.choose_subnet(taken)
-                self.store.set_subnet(network.id, str(subnet), ipam.gateway_for(subnet))
-                network = self.store.network(network.id)
+            network = self._ensure_subnet(network, bridge)
         prefixlen = ipaddress.ip_network(network.subnet).prefixlen
         netlink.ensure_bridge(bridge, network.gateway, prefixlen)
         if not network.is_default:
             resolver.ensure_resolver(self.root, network.id, network.gateway, bridge)
+        return network
+
+    def _ensure_subnet(self, network: Network, bridge: str) -> Network:
+        """The network with a subnet free on this host: an unused network's
+        subnet may have been taken meanwhile (by another root, dockerd, a
+        VPN); one berth chose moves elsewhere, one the user chose is checked."""
+        taken = ipam.host_routes(exclude_devices=[bridge])
+        taken += [ipaddress.ip_network(n.subnet) for n in self.store.networks()
+                  if n.subnet and n.id != network.id]
+        if network.subnet and not network.subnet_auto:
+            ipam.check_free(ipaddress.ip_network(network.subnet), taken)
+        elif not network.subnet or ipam.overlapping(ipaddress.ip_network(network.subnet), taken):
+            subnet = ipam.choose_subnet(taken)
+            self.store.set_subnet(network.id, str(subnet), ipam.gateway_for(subnet))
+            network = self.store.network(network.id)
         return network
 
     def _link(self, c: Container, network: Network) -> tuple[list[str], list[tuple[str, str]]]:

@@ -39,6 +39,18 @@ def test_outbound_nat_reaches_the_debian_mirror(berth, bb):
     assert not p.stdout.startswith("HTTP/") and "default" not in p.stdout
 
 
+def test_add_host_host_gateway(berth, bb):
+    """host-gateway is the host's address on the default bridge (Docker's docker0 address)."""
+    out = berth("run", "--rm", "--add-host", "gw:host-gateway", bb, "sh", "-c",
+                "grep -w gw /etc/hosts; ip route").stdout
+    gateway = json.loads(berth("network", "inspect", "bridge").stdout)[0]["IPAM"]["Config"][0]["Gateway"]
+    assert f"{gateway}\tgw\n" in out and f"default via {gateway} " in out
+    # Also without a network of its own, as in Docker.
+    none = berth("run", "--rm", "--network", "none", "--add-host", "gw:host-gateway", bb, "grep", "-w", "gw",
+                 "/etc/hosts").stdout
+    assert none == f"{gateway}\tgw\n"
+
+
 def test_etc_files(berth, bb):
     out = berth("run", "--rm", "--hostname", "box", "--add-host", "db.local:10.1.2.3", bb, "sh", "-c",
                 "cat /etc/hosts; echo ---; cat /etc/resolv.conf; echo ---; hostname").stdout
