@@ -14,8 +14,8 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, BinaryIO, Protocol
 
-from berth.api import sessions
-from berth.api.routing import (MULTIPLEXED_STREAM, RAW_STREAM, TAR, Hijack, Request, Response, Route,
+from berth.api import sessions, websocket
+from berth.api.routing import (MULTIPLEXED_STREAM, RAW_STREAM, TAR, Hijack, Query, Request, Response, Route,
                                StreamResponse, json_body, json_response, no_content, not_modified)
 from berth.api.streams import closing, written
 from berth.container.states import SUPERVISED, Status
@@ -158,6 +158,7 @@ class ContainersRouter:
             Route("POST", "/containers/{name}/rename", self.rename),
             Route("POST", "/containers/{name}/resize", self.resize),
             Route("POST", "/containers/{name}/attach", self.attach),
+            Route("GET", "/containers/{name}/attach/ws", self.attach_ws),
             Route("POST", "/containers/{name}/wait", self.wait),
             Route("DELETE", "/containers/{name}", self.remove),
         ]
@@ -324,12 +325,32 @@ class ContainersRouter:
         return RAW_STREAM if tty or not req.version_at_least(1, 42) else MULTIPLEXED_STREAM
 
     def attach(self, req: Request):
-        q = req.query
         c = self.containers.get(req.params["name"])
-        detach_keys = parse_detach_keys(q.get("detachKeys") or "")
         tty = bool(c.config.get("Tty"))
-        stdin = q.bool("stdin") and bool(c.config.get("OpenStdin"))
-        stdout, stderr = q.bool("stdout"), q.bool("stderr")
+        session = self.attach_session(c, req.query, multiplexed=not tty)
+        return Hijack(session, content_type=self._stream_type(req, tty))
+
+    def attach_ws(self, req: Request):
+        """The same attach over a websocket: never multiplexed, and before API 1.42 every stream."""
+        headers = websocket.handshake(req)
+        if isinstance(headers, Response):
+            return headers
+        c = self.containers.get(req.params["name"])
+        session = self.attach_session(c, req.query, multiplexed=False,
+                                      all_streams=not req.version_at_least(1, 42))
+        return websocket.hijack(headers, session, text=not req.version_at_least(1, 28))
+
+    def attach_session(self, c, q: Query, *, multiplexed: bool, all_streams: bool = False) -> Callable[[Any], None]:
+        """An attach to `c` as the query asks, to run over a hijacked stream (recv, sendall, fileno).
+
+        Errors a client must see as HTTP statuses are raised here, before the hijack."""
+        detach_keys = parse_detach_keys(q.get("detachKeys") or "")
+        if c.status is Status.PAUSED:
+            raise Conflict(f"container {c.id} is paused, unpause the container before attach")
+        if c.status is Status.RESTARTING:
+            raise Conflict(f"container {c.id} is restarting, wait until the container is running")
+        stdin = (all_streams or q.bool("stdin")) and bool(c.config.get("OpenStdin"))
+        stdout, stderr = all_streams or q.bool("stdout"), all_streams or q.bool("stderr")
         stream, logs = q.bool("stream"), q.bool("logs")
         if not (stream or logs):
             raise InvalidArgument("Bad parameters: you must choose at least one stream")
@@ -340,7 +361,7 @@ class ContainersRouter:
         def session(raw) -> None:
             try:
                 if logs:
-                    self._replay_logs(raw, c.id, tty=tty, stdout=stdout, stderr=stderr)
+                    self._replay_logs(raw, c.id, multiplexed=multiplexed, stdout=stdout, stderr=stderr)
                 if not stream:
                     return
                 if pending is not None:
@@ -350,17 +371,18 @@ class ContainersRouter:
                 else:
                     conn = self.containers.attach(c.id, stdin=stdin, stdout=stdout, stderr=stderr)
                     frames = conn.frames()
-                sessions.relay(raw, conn, frames, tty=tty, stdin=stdin, detach_keys=detach_keys)
+                # relay's `tty` means raw payloads, as a TTY's output is sent.
+                sessions.relay(raw, conn, frames, tty=not multiplexed, stdin=stdin, detach_keys=detach_keys)
             finally:
                 if pending is not None:
                     self.hub.unregister(c.id, pending)
-        return Hijack(session, content_type=self._stream_type(req, tty))
+        return session
 
-    def _replay_logs(self, raw, container_id: str, *, tty: bool, stdout: bool, stderr: bool) -> None:
+    def _replay_logs(self, raw, container_id: str, *, multiplexed: bool, stdout: bool, stderr: bool) -> None:
         for entry in self.containers.logs(container_id):
             is_stdout = entry.stream == "stdout"
             if stdout if is_stdout else stderr:
-                raw.sendall(entry.data if tty else frame(STDOUT if is_stdout else STDERR, entry.data))
+                raw.sendall(frame(STDOUT if is_stdout else STDERR, entry.data) if multiplexed else entry.data)
 
     # -- archive, stats ------------------------------------------------------------------------
 

@@ -178,10 +178,14 @@ class Hijack:
 
     The server answers ``101 UPGRADED`` when the client asked to upgrade,
     else ``200 OK``, with ``content_type``, then calls ``session`` with the
-    raw stream and closes the connection when it returns.
+    raw stream and closes the connection when it returns.  Another
+    ``upgrade`` than Docker's ``tcp`` (a websocket) is answered ``101
+    Switching Protocols`` with ``headers`` (its handshake's) added.
     """
     session: Callable[[Any], None]
-    content_type: str = RAW_STREAM
+    content_type: str | None = RAW_STREAM
+    upgrade: str = "tcp"
+    headers: list[tuple[str, str]] = field(default_factory=list)
 
 
 def json_body(value: Any) -> bytes:

@@ -260,11 +260,13 @@ class HttpConnection:
 
     def _hijack(self, request: Request, hijack: Hijack) -> None:
         upgrade = "upgrade" in (request.headers.get("connection") or "").lower()
-        status = "101 UPGRADED" if upgrade else "200 OK"
-        lines = [f"HTTP/1.1 {status}", f"Content-Type: {hijack.content_type}"]
+        status = "200 OK"
         if upgrade:
-            lines += ["Connection: Upgrade", "Upgrade: tcp"]
-        lines += [f"{k}: {v}" for k, v in self.app.common_headers]
+            status = "101 UPGRADED" if hijack.upgrade == "tcp" else "101 Switching Protocols"
+        lines = [f"HTTP/1.1 {status}"] + ([f"Content-Type: {hijack.content_type}"] if hijack.content_type else [])
+        if upgrade:
+            lines += ["Connection: Upgrade", f"Upgrade: {hijack.upgrade}"]
+        lines += [f"{k}: {v}" for k, v in [*hijack.headers, *self.app.common_headers]]
         pending, _closed = self.h11.trailing_data
         stream = RawStream(self.sock, bytes(pending))
         try:
