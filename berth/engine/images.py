@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 from berth.build.instructions import apply_changes
@@ -25,7 +26,7 @@ from berth.image.archive import ArchiveReader, SaveItem, write_archive
 from berth.image.reference import Reference, parse, parse_normalized_named
 from berth.image.store import Image, ImageStore
 from berth.layer.ingest import ingest_layer
-from berth.store.state import State
+from berth.store.state import STALE_STAGING_SECONDS, State
 
 SPOOL_CHUNK = 1 << 20
 
@@ -341,7 +342,19 @@ class ImageService:
                 break
             report.append({"Deleted": chain})
         self.store.remove_unreferenced(list(orphans))
+        if not self._containers_using(image.id):
+            self._drop_unpacked(chains)
         return report
+
+    def _drop_unpacked(self, chains: list[str]) -> None:
+        """Remove the unpacked layers of `chains` that no remaining image has."""
+        from berth.layer.snapshots import LayerCache
+        in_use = {chain for img in self.store.list()
+                  for chain in cfgmod.chain_ids(cfgmod.diff_ids(self.store.config(img)))}
+        cache = LayerCache(self.state.root)
+        for chain in chains:
+            if chain not in in_use:
+                cache.remove(chain)
 
     # -- listing ----------------------------------------------------------------
 
@@ -511,12 +524,22 @@ class ImageService:
             removed = [d for d in self.blobs if d not in referenced]
             for d in removed:
                 self.blobs.delete(d)
-            for p in self.state.stale_staging():
-                p.unlink(missing_ok=True)
+            for p in stale_staging(self.state):
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
         return removed
 
 
 # -- helpers -----------------------------------------------------------------
+
+def stale_staging(state: State) -> list[Path]:
+    """What crashed writers left: blob staging files and half-unpacked layers."""
+    from berth.layer.snapshots import LayerCache
+    cutoff = time.time() - STALE_STAGING_SECONDS
+    return state.blobs.stale_staging(cutoff) + LayerCache(state.root).stale_staging(cutoff)
+
 
 def _buffered(stream: BinaryIO) -> BinaryIO:
     if hasattr(stream, "peek"):

@@ -11,6 +11,7 @@ from typing import Callable, Mapping
 from berth.errors import InvalidArgument, NotFound
 from berth.image.reference import Reference, parse
 from berth.image.store import Image, ImageStore
+from berth.layer.snapshots import LayerCache
 from berth.registry import search as searchmod
 from berth.registry.auth import Credentials, RegistryAuth, TokenCache, scope
 from berth.registry.client import RegistryClient, TransportFactory, default_transport
@@ -77,7 +78,8 @@ class RegistryService:
         wanted = Platform.parse(platform) if platform else None
         with self._client(ref.domain, [scope(ref.path, "pull")], credentials) as client:
             puller = Puller(self.store, client, platform=wanted, progress=progress,
-                            concurrency=self.settings.max_concurrent_downloads)
+                            concurrency=self.settings.max_concurrent_downloads,
+                            layers=LayerCache(self.store.state.root) if self.store is not None else None)
             refs = [ref.with_tag(t) for t in sorted(client.tags(ref.path))] if all_tags \
                 else [ref.tagged_or_latest()]
             if not refs:

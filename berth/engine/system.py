@@ -12,6 +12,7 @@ import berth
 from berth.image import config as cfgmod
 from berth.errors import InvalidArgument
 from berth.image.store import ImageStore
+from berth.engine.images import stale_staging
 from berth.store.state import State
 
 
@@ -150,7 +151,7 @@ class SystemService:
         for d in sorted(on_disk):
             if not self.state.blobs.verify(d):
                 report.corrupt.append(d)
-        report.stale_staging = sorted(str(p) for p in self.state.stale_staging())
+        report.stale_staging = sorted(str(p) for p in stale_staging(self.state))
         for img in self.images.list():
             try:
                 config = self.images.config(img)

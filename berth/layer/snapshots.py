@@ -57,23 +57,40 @@ class LayerCache:
             if not dest.exists():
                 from berth.layer.apply import apply_layer  # most starts find every layer unpacked
 
-                tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=self.dir))
+                tmp = self.staging()
                 try:
                     with opener() as f:
                         apply_layer(f, tmp, whiteout_mode="overlay")
-                    os.chmod(tmp, 0o755)
-                    try:
-                        os.rename(tmp, dest)
-                    except OSError:
-                        if not dest.exists():
-                            raise
-                        # Another process unpacked the same layer first.
-                        shutil.rmtree(tmp, ignore_errors=True)
+                    self.adopt(tmp, chain_id)
                 except BaseException:
                     shutil.rmtree(tmp, ignore_errors=True)
                     raise
             out.append(dest)
         return out
+
+    def stale_staging(self, older_than: float) -> list[Path]:
+        """Staging directories left by a killed unpack (older than the given epoch)."""
+        return [p for p in self.dir.glob(".unpack-*") if p.stat().st_mtime < older_than]
+
+    def has(self, chain_id: str) -> bool:
+        return self.path(chain_id).exists()
+
+    def staging(self) -> Path:
+        """A private directory to unpack a layer into, for `adopt` (or removal)."""
+        return Path(tempfile.mkdtemp(prefix=".unpack-", dir=self.dir))
+
+    def adopt(self, staged: Path, chain_id: str) -> Path:
+        """A layer unpacked into `staged` (see `staging`) becomes the chain's, whole or not at all."""
+        dest = self.path(chain_id)
+        os.chmod(staged, 0o755)
+        try:
+            os.rename(staged, dest)
+        except OSError:
+            if not dest.exists():
+                raise
+            # Another process unpacked the same layer first.
+            shutil.rmtree(staged, ignore_errors=True)
+        return dest
 
     def remove(self, chain_id: str) -> None:
         shutil.rmtree(self.path(chain_id), ignore_errors=True)

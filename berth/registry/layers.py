@@ -4,7 +4,9 @@ The bytes go, as received, into a blob writer that expects the manifest's
 digest (so the stored blob is the registry's blob and nothing is published
 under that name unless it matches), while the decompressed tar is hashed
 into the diff ID and checked member by member by the same checker every
-ingested layer passes (`check_layer_stream`).  A helper thread reads,
+ingested layer passes (`check_layer_stream`), or, when the caller asks,
+unpacked as it arrives (`apply_layer` admits members with that checker),
+as Docker extracts while it pulls.  A helper thread reads,
 stores and inflates; the caller's thread parses.  A download killed midway
 leaves only a staging file.
 """
@@ -14,10 +16,12 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
+from pathlib import Path
 from typing import Callable
 
 from berth.errors import DataCorrupt
 from berth.image.config import LayerDescriptor
+from berth.layer.apply import apply_layer
 from berth.layer.safety import check_layer_stream
 from berth.layer.stream import Readable, open_layer_stream
 from berth.registry.manifests import Descriptor
@@ -112,7 +116,8 @@ class _Pipe:
         return data
 
 
-def _consume(src: Readable, desc: Descriptor, sink, on_bytes) -> tuple[_Tee, _Hashing]:
+def _consume(src: Readable, desc: Descriptor, sink, on_bytes,
+             unpack_into: Path | None = None) -> tuple[_Tee, _Hashing]:
     tee = _Tee(src, sink, desc.size, on_bytes, desc.digest)
     pipe = _Pipe()
 
@@ -132,7 +137,10 @@ def _consume(src: Readable, desc: Descriptor, sink, on_bytes) -> tuple[_Tee, _Ha
     worker.start()
     tar = _Hashing(pipe)
     try:
-        check_layer_stream(tar)
+        if unpack_into is None:
+            check_layer_stream(tar)
+        else:
+            apply_layer(tar, unpack_into, whiteout_mode="overlay")
         while tar.read(CHUNK):
             pass
     finally:
@@ -144,10 +152,13 @@ def _consume(src: Readable, desc: Descriptor, sink, on_bytes) -> tuple[_Tee, _Ha
 
 
 def fetch_layer(src: Readable, blobs: BlobStore, desc: Descriptor,
-                on_bytes: Callable[[int], None] = lambda n: None) -> tuple[LayerDescriptor, bool]:
-    """Store the layer streamed from `src`; returns it and whether the blob is new."""
+                on_bytes: Callable[[int], None] = lambda n: None, *,
+                unpack_into: Path | None = None) -> tuple[LayerDescriptor, bool]:
+    """Store the layer streamed from `src`; returns it and whether the blob is
+    new.  With `unpack_into` (an empty directory), the layer is also unpacked
+    there for overlayfs, to be trusted only once this returns."""
     with blobs.writer(expected=desc.digest) as writer:
-        _tee, tar = _consume(src, desc, writer.write, on_bytes)
+        _tee, tar = _consume(src, desc, writer.write, on_bytes, unpack_into)
         writer.commit()
     return LayerDescriptor(digest=desc.digest, diff_id="sha256:" + tar.hash.hexdigest(), size=tar.size,
                            compressed_size=desc.size, media_type=desc.media_type), writer.created

@@ -10,6 +10,7 @@ and a killed one leaves only staging files.
 
 from __future__ import annotations
 
+import shutil
 import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from berth.image import mediatypes as mt
 from berth.image.config import LayerDescriptor
 from berth.image.reference import Reference
 from berth.image.store import Image, ImageStore
+from berth.layer.snapshots import LayerCache
 from berth.registry.client import Cancelled, Fetched, RegistryClient
 from berth.registry.layers import fetch_layer, inspect_stored_layer
 from berth.registry.manifests import (MAX_CONFIG_BYTES, Descriptor, ImageManifest, Platform,
@@ -39,13 +41,17 @@ class PullResult:
 
 class Puller:
     def __init__(self, store: ImageStore, client: RegistryClient, *, platform: Platform | None = None,
-                 progress: ProgressSink = discard, concurrency: int = 3):
+                 progress: ProgressSink = discard, concurrency: int = 3, layers: LayerCache | None = None):
+        """With `layers`, downloaded layers are also unpacked for overlayfs as
+        they arrive (a container's first start then has nothing to unpack)."""
         self.store = store
         self.blobs = store.blobs
         self.client = client
         self.platform = platform
         self.emit = progress
         self.concurrency = max(1, concurrency)
+        self.layers = layers
+        self._unpack: dict[str, tuple[str, str]] = {}   # layer digest -> (chain ID, diff ID)
 
     def pull(self, ref: Reference) -> PullResult:
         if ref.tag is None and ref.digest is None:
@@ -72,6 +78,9 @@ class Puller:
         if len(diff_ids) != len(manifest.layers):
             raise DataCorrupt(f"invalid image {ref.familiar()}: the manifest lists {len(manifest.layers)} "
                               f"layers, the config {len(diff_ids)}")
+        self._unpack = {}
+        for chain, desc, diff_id in zip(cfgmod.chain_ids(diff_ids), manifest.layers, diff_ids):
+            self._unpack.setdefault(desc.digest, (chain, diff_id))
         before = self.store.find(str(ref))
         with self.store.ingestion() as added:
             layers, fetched_any = self._layers(ref, manifest, diff_ids, added)
@@ -189,9 +198,15 @@ class Puller:
         def on_bytes(count: int) -> None:
             self.emit(Progress("Downloading", sid, count, desc.size or 1))
 
+        chain, diff_id = self._unpack.get(desc.digest, ("", ""))
+        staged = self.layers.staging() if self.layers is not None and chain and not self.layers.has(chain) \
+            else None
         try:
             with self.client.open_blob(ref.path, desc.digest, desc.size, cancel) as reader:
-                layer, created = fetch_layer(reader, self.blobs, desc, on_bytes)
+                layer, created = fetch_layer(reader, self.blobs, desc, on_bytes, unpack_into=staged)
+            if staged is not None and layer.diff_id == diff_id:
+                self.layers.adopt(staged, chain)
+                staged = None
         except NotFound:
             raise NotFound(f"layer {desc.digest} of {ref.familiar()} not found in the registry: "
                            "blob unknown to registry") from None
@@ -201,6 +216,9 @@ class Puller:
             raise
         except OSError as e:
             raise Unavailable(f"failed to store layer {desc.digest}: {e.strerror or e}") from None
+        finally:
+            if staged is not None:
+                shutil.rmtree(staged, ignore_errors=True)
         self.emit(Progress("Verifying Checksum", sid))
         self.emit(Progress("Download complete", sid))
         return layer, created

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +46,3 @@ class State:
         """Held while unreferenced blobs are swept; excludes all ingestion."""
         with file_lock(self.root / "gc.lock", exclusive=True):
             yield
-
-    def stale_staging(self):
-        return self.blobs.stale_staging(time.time() - STALE_STAGING_SECONDS)

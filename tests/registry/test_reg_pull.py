@@ -44,6 +44,15 @@ def test_pull_by_tag_keeps_the_registrys_bytes(rberth, registry):
     for layer in image.layers:
         assert blob_path(rberth.root, sha(layer)).read_bytes() == layer
     assert rberth("system", "check").stdout.strip() == "store OK"
+    # Unpacked for overlayfs while they arrived, as Docker extracts during a
+    # pull: a first run has nothing left to unpack.
+    layers = rberth.root / "layers"
+    unpacked = sorted(p.name for p in layers.iterdir() if p.name not in ("empty",))
+    assert len(unpacked) == 2 and not any(name.startswith(".") for name in unpacked)
+    assert (layers / unpacked[0] / "etc" / "base").exists() or (layers / unpacked[1] / "etc" / "base").exists()
+    # rmi gives their disk space back with the blobs.
+    rberth("rmi", name)
+    assert sorted(p.name for p in layers.iterdir()) == ["empty"]
 
 
 def test_pull_by_digest(rberth, registry):
