@@ -35,3 +35,12 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05):
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(interval)
+
+
+def supervisor_phase(root, container_id) -> str | None:
+    """'pump' or 'supervisor': which program the container's supervisor runs."""
+    out = subprocess.run(["pgrep", "-af", f"berth.container.supervisor {root} {container_id}"],
+                         capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        return "pump" if "from berth.container.pump import" in line else "supervisor"
+    return None

@@ -18,6 +18,15 @@ def api(root, tmp_path, busybox_tar):
         clean_root(root)
 
 
+@pytest.fixture
+def client(api):
+    """docker-py's client of the test's daemon."""
+    docker = pytest.importorskip("docker")
+    c = docker.DockerClient(base_url=api.host, timeout=120)
+    yield c
+    c.close()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """A failing test's report ends with its daemon's log (requests, errors, tracebacks)."""

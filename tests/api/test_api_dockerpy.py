@@ -14,13 +14,6 @@ import pytest
 docker = pytest.importorskip("docker")
 
 
-@pytest.fixture
-def client(api):
-    c = docker.DockerClient(base_url=api.host, timeout=120)
-    yield c
-    c.close()
-
-
 def _context(files: dict[str, bytes]) -> io.BytesIO:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:

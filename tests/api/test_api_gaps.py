@@ -17,13 +17,6 @@ import pytest
 docker = pytest.importorskip("docker")
 
 
-@pytest.fixture
-def client(api):
-    c = docker.DockerClient(base_url=api.host, timeout=120)
-    yield c
-    c.close()
-
-
 def _auth_header(config: dict) -> dict:
     return {"X-Registry-Auth": base64.urlsafe_b64encode(json.dumps(config).encode()).decode()}
 

@@ -2,21 +2,10 @@
 `ps` status and filter, events, and the flags merged with the image's."""
 
 import json
-import subprocess
 import time
 
 from berth.image.config import parse_time
-from berthtest import wait_for
-
-
-
-def supervisor_phase(root, container_id) -> str | None:
-    """'pump' or 'supervisor': which program the container's supervisor runs."""
-    out = subprocess.run(["pgrep", "-af", f"berth.container.supervisor {root} {container_id}"],
-                         capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        return "pump" if "from berth.container.pump import" in line else "supervisor"
-    return None
+from berthtest import supervisor_phase, wait_for
 
 
 def health(berth, ref) -> dict | None:

@@ -10,20 +10,10 @@ import pexpect
 
 from berth.container.logs import encode_entry, parse_time
 from berth.container.pump import HANDOFF_AFTER
-from berthtest import wait_for
+from berthtest import supervisor_phase, wait_for
 
 # Longer than the hand-over delay of an attached run.
 PAST_HANDOFF = HANDOFF_AFTER + 1.0
-
-
-def supervisor_phase(root, container_id) -> str | None:
-    """'pump' or 'supervisor': which program the container's supervisor runs."""
-    out = subprocess.run(["pgrep", "-af", f"berth.container.supervisor {root} {container_id}"],
-                         capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        return "pump" if "from berth.container.pump import" in line else "supervisor"
-    return None
-
 
 
 def state(berth, ref) -> dict:
