@@ -79,8 +79,8 @@ def main() -> None:
     print(report("Registry", [push, pull, pull_run],
                  f"Input: a debootstrap bookworm minbase rootfs, {size_mb:.0f} MB tar, imported into each "
                  "tool (untimed) and pushed to its own fresh docker-registry on 127.0.0.1 over HTTP. "
-                 "pull starts from a store without the image; Docker's pull unpacks the layer, berth's "
-                 "verifies and validates it and unpacks on first run, hence the pull + run row."))
+                 "pull starts from a store without the image; both engines unpack the layer as they "
+                 "pull it; pull + run adds the first container's start."))
 
 
 if __name__ == "__main__":
