@@ -41,7 +41,7 @@ class ContainerBackend(Protocol):
              size: bool = False) -> list: ...
     def inspect(self, ref: str, size: bool = False) -> dict: ...
     def logs(self, ref: str, *, follow: bool = False, tail: int | None = None, since: float | None = None,
-             until: float | None = None) -> Iterator: ...
+             until: float | None = None, stop: Callable[[], bool] | None = None) -> Iterator: ...
     def attach(self, ref: str, *, stdin: bool, stdout: bool, stderr: bool, rows: int = 0,
                cols: int = 0) -> sessions.Attachment: ...
 
@@ -308,7 +308,7 @@ class ContainersRouter:
         c = self.containers.get(req.params["name"])
         tty = bool(c.config.get("Tty"))
         entries = self.containers.logs(c.id, follow=q.bool("follow"), tail=tail, since=_timestamp(q.get("since")),
-                                       until=_timestamp(q.get("until")))
+                                       until=_timestamp(q.get("until")), stop=req.disconnected)
         timestamps = q.bool("timestamps")
 
         def chunks() -> Iterator[bytes]:

@@ -112,6 +112,9 @@ class Request:
     headers: Headers
     body: BinaryIO
     params: dict[str, str] = field(default_factory=dict)
+    # Whether the client has hung up: a stream that waits for something to
+    # send (events, logs -f) ends when it has, instead of holding a thread.
+    disconnected: Callable[[], bool] = lambda: False
 
     def version_at_least(self, major: int, minor: int) -> bool:
         return self.version >= (major, minor)

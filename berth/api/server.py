@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import select
 import selectors
 import socket
 import ssl
@@ -196,6 +197,13 @@ class HttpConnection:
             raise InvalidArgument("unexpected EOF: the client closed the connection mid-body")
         return event
 
+    def peer_gone(self) -> bool:
+        """Whether the client has closed its end, seen without reading (TLS or not)."""
+        poller = select.poll()
+        poller.register(self.sock.fileno(), select.POLLRDHUP)
+        return any(events & (select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+                   for _, events in poller.poll(0))
+
     # -- writing -----------------------------------------------------------------------
 
     def _send(self, event) -> None:
@@ -319,7 +327,8 @@ class HttpConnection:
         body = _Body(self)
         request = Request(method=event.method.decode("ascii").upper(), path=parts.path or "/",
                           version=self.app.max, query=Query(parse_qsl(parts.query, keep_blank_values=True)),
-                          headers=Headers(event.headers), body=io.BufferedReader(body, RECV_SIZE))
+                          headers=Headers(event.headers), body=io.BufferedReader(body, RECV_SIZE),
+                          disconnected=self.peer_gone)
         started = time.monotonic()
         result = self.app.handle(request)
         if self.app.debug:

@@ -15,7 +15,7 @@ class SystemBackend(Protocol):
     def version(self) -> dict: ...
     def info(self, containers: dict[str, int] | None = None) -> dict: ...
     def events(self, filters: dict[str, list[str]], *, since: float | None = None,
-               until: float | None = None): ...
+               until: float | None = None, stop: Callable[[], bool] = ...): ...
 
 
 class UsageBackend(Protocol):
@@ -90,7 +90,7 @@ class SystemRouter:
     def events(self, req: Request):
         q = req.query
         since, until = _timestamp(q.get("since")), _timestamp(q.get("until"))
-        messages = self.system.events(q.filters(), since=since, until=until)
+        messages = self.system.events(q.filters(), since=since, until=until, stop=req.disconnected)
         # A generator checks its filters when first advanced; take the first
         # event in the handler only when it cannot block (until is given).
         return StreamResponse((json_body(m) for m in messages), prime=until is not None)

@@ -17,7 +17,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from berth.container import protocol as proto
 from berth.container import runspec
@@ -722,12 +722,13 @@ class ContainerManager:
         return out
 
     def logs(self, ref: str, *, follow: bool = False, tail: int | None = None, since: float | None = None,
-             until: float | None = None):
+             until: float | None = None, stop: Callable[[], bool] | None = None):
+        """The container's log entries; following ends when it stops, or when stop() says so."""
         c = self.get(ref)
         paths = self.paths(c.id)
 
         def stopped() -> bool:
-            return self.reconcile(self.store.get(c.id)).status not in SUPERVISED
+            return (stop is not None and stop()) or self.reconcile(self.store.get(c.id)).status not in SUPERVISED
 
         from berth.container.logs import read_logs  # loads logging: only `logs` needs it
 

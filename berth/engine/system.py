@@ -6,6 +6,7 @@ import os
 import platform
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import berth
@@ -40,8 +41,9 @@ class SystemService:
         self.images = images
 
     def events(self, filters: dict[str, list[str]], *, since: float | None = None,
-               until: float | None = None):
-        """Docker's event messages, past ones from `since`, then live unless `until`."""
+               until: float | None = None, stop: Callable[[], bool] = lambda: False):
+        """Docker's event messages, past ones from `since`, then live unless
+        `until`, or until stop() (checked while no event comes)."""
         allowed = {"container", "image", "volume", "network", "event", "type", "label"}
         for key in filters:
             if key not in allowed:
@@ -49,7 +51,7 @@ class SystemService:
         follow = until is None
         since_ns = int(since * 1e9) if since is not None else (None if not follow else time.time_ns())
         until_ns = int(until * 1e9) if until is not None else None
-        for event in self.state.events.read(since_ns=since_ns, until_ns=until_ns, follow=follow):
+        for event in self.state.events.read(since_ns=since_ns, until_ns=until_ns, follow=follow, stop=stop):
             if _event_matches(event, filters):
                 yield event.message()
 

@@ -4,6 +4,7 @@ half-close, detach keys), wait conditions, logs, events and stats."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -114,3 +115,18 @@ def test_events_and_stats(api):
     r = api.request("GET", f"/events?since={since}&until={until}&filters=" + quote(json.dumps({"event": ["create"]})))
     assert [json.loads(line)["Actor"]["Attributes"]["name"] for line in r.body.splitlines()] == ["evented"]
     assert wait_for(lambda: api.request("GET", "/containers/evented/json").json()["State"]["Status"] == "exited")
+
+
+def test_a_client_hanging_up_ends_its_waiting_stream(api):
+    """An events or logs -f stream with nothing to send notices the client
+    is gone, instead of keeping a daemon thread for ever."""
+    api.docker("run", "-d", "--network", "none", "--name", "quiet", "busybox", "sleep", "300")
+    threads = lambda: len(os.listdir(f"/proc/{api.proc.pid}/task"))     # noqa: E731
+    idle = threads()
+    for path in ("/events", "/containers/quiet/logs?follow=1&stdout=1"):
+        for _ in range(3):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.connect(api.socket)
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: berth\r\n\r\n".encode())
+                assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    wait_for(lambda: threads() <= idle, timeout=10)
