@@ -1,7 +1,8 @@
 """The embedded DNS server of a user-defined network, Docker's 127.0.0.11.
 
 One small process per network in use, listening on the network's gateway
-address (port 53, UDP); containers on the network have it as their only
+address (port 53, UDP and TCP: a client whose answer came truncated asks
+again over TCP); containers on the network have it as their only
 nameserver.  It answers for the network's running containers (name, short
 ID, hostname, --network-alias, `name.network`) and for the asking
 container's links, reading the database at each query so that a container
@@ -31,6 +32,7 @@ from berth.network.names import resolver_dir
 from berth.store.state import State
 
 UPSTREAM_TIMEOUT = 3.0
+TCP_IDLE_TIMEOUT = 10.0     # a TCP client may send several queries; then it is hung up on
 CHECK_INTERVAL = 2.0
 READY_TIMEOUT = 10.0
 MODULE = "berth.network.resolver"
@@ -54,6 +56,10 @@ class Resolver:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((address, 53))
         self.sock.settimeout(CHECK_INTERVAL)
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((address, 53))
+        self.listener.listen(16)
 
     def records(self, client_ip: str) -> tuple[dict[str, list[str]], list[str]]:
         """(name -> addresses on this network, the client's upstream servers)."""
@@ -86,33 +92,61 @@ class Resolver:
                 names[r["alias"].lower()] = [r["ip"]]
         return names, upstream or host_nameservers()
 
-    def handle(self, packet: bytes, client: tuple[str, int]) -> None:
+    def local_reply(self, packet: bytes, client_ip: str) -> tuple[bytes | None, list[str]]:
+        """The answer when the network knows the name (or the query is bad),
+        else None; and the client's upstream servers for the rest."""
         try:
             q = dns.parse_query(packet)
         except dns.Malformed:
-            self.sock.sendto(dns.error(packet, dns.FORMERR), client)
-            return
-        names, upstream = self.records(client[0])
+            return dns.error(packet, dns.FORMERR), []
+        names, upstream = self.records(client_ip)
         if q.qclass == dns.CLASS_IN and q.name in names:
-            addresses = names[q.name] if q.qtype == dns.TYPE_A else []
-            self.sock.sendto(dns.answer(q, addresses), client)
-            return
-        threading.Thread(target=self.forward, args=(packet, client, upstream), daemon=True).start()
+            return dns.answer(q, names[q.name] if q.qtype == dns.TYPE_A else []), upstream
+        return None, upstream
 
-    def forward(self, packet: bytes, client: tuple[str, int], upstream: list[str]) -> None:
+    def forward(self, packet: bytes, upstream: list[str], *, tcp: bool) -> bytes:
+        """The first upstream server's answer, over the client's transport."""
         for server in upstream:
-            with socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.settimeout(UPSTREAM_TIMEOUT)
-                try:
-                    s.sendto(packet, (server, 53))
-                    reply, _ = s.recvfrom(65535)
-                except OSError:
-                    continue
+            try:
+                return _ask(server, packet, tcp)
+            except OSError:
+                continue
+        return dns.error(packet, dns.SERVFAIL)
+
+    def handle(self, packet: bytes, client: tuple[str, int]) -> None:
+        reply, upstream = self.local_reply(packet, client[0])
+        if reply is not None:
             self.sock.sendto(reply, client)
             return
-        self.sock.sendto(dns.error(packet, dns.SERVFAIL), client)
+        threading.Thread(target=lambda: self.sock.sendto(self.forward(packet, upstream, tcp=False), client),
+                         daemon=True).start()
+
+    def serve_tcp_client(self, conn: socket.socket, client_ip: str) -> None:
+        """Length-prefixed queries (RFC 1035 4.2.2) until the client is done or idle."""
+        with conn:
+            conn.settimeout(TCP_IDLE_TIMEOUT)
+            try:
+                while (header := _read_exactly(conn, 2)) is not None:
+                    packet = _read_exactly(conn, int.from_bytes(header, "big"))
+                    if packet is None:
+                        return
+                    reply, upstream = self.local_reply(packet, client_ip)
+                    if reply is None:
+                        reply = self.forward(packet, upstream, tcp=True)
+                    conn.sendall(len(reply).to_bytes(2, "big") + reply)
+            except OSError:
+                return
+
+    def accept_tcp(self) -> None:
+        while True:
+            try:
+                conn, client = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve_tcp_client, args=(conn, client[0]), daemon=True).start()
 
     def serve(self) -> None:
+        threading.Thread(target=self.accept_tcp, daemon=True, name="berth-resolver-tcp").start()
         while os.path.exists(f"/sys/class/net/{self.bridge}"):
             try:
                 packet, client = self.sock.recvfrom(65535)
@@ -122,6 +156,35 @@ class Resolver:
                 self.handle(packet, client)
             except Exception as e:  # noqa: BLE001 - one bad query must not stop the resolver
                 print(f"resolver: {e!r}", file=sys.stderr)
+
+
+def _ask(server: str, packet: bytes, tcp: bool) -> bytes:
+    family = socket.AF_INET6 if ":" in server else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM) as s:
+        s.settimeout(UPSTREAM_TIMEOUT)
+        if not tcp:
+            s.sendto(packet, (server, 53))
+            return s.recvfrom(65535)[0]
+        s.connect((server, 53))
+        s.sendall(len(packet).to_bytes(2, "big") + packet)
+        header = _read_exactly(s, 2)
+        reply = _read_exactly(s, int.from_bytes(header, "big")) if header is not None else None
+        if reply is None:
+            raise ConnectionError("the server hung up")
+        return reply
+
+
+def _read_exactly(sock: socket.socket, n: int) -> bytes | None:
+    """n bytes, or None at a clean end of stream before the first."""
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            if data:
+                raise ConnectionError("truncated message")
+            return None
+        data += chunk
+    return data
 
 
 # -- lifecycle, used by the provider ------------------------------------------------

@@ -100,3 +100,34 @@ def test_none_and_host(berth, bb):
     berth("run", "-d", "--name", "owner", bb, "sleep", "300")
     shared = berth("run", "--rm", "--network", "container:owner", bb, "cat", "/sys/class/net/eth0/address")
     assert shared.stdout.strip() == berth("inspect", "-f", "{{.NetworkSettings.MacAddress}}", "owner").stdout.strip()
+
+
+def _tcp_dns_query(server: str, name: str) -> list[str]:
+    """The A records of `name` asked over TCP (RFC 1035 4.2.2), as a client
+    whose UDP answer came truncated asks again."""
+    import socket
+    import struct
+    question = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0" + struct.pack("!HH", 1, 1)
+    query = struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + question
+    with socket.create_connection((server, 53), timeout=5) as s:
+        s.sendall(len(query).to_bytes(2, "big") + query)
+        length = int.from_bytes(s.recv(2), "big")
+        reply = b""
+        while len(reply) < length:
+            reply += s.recv(length - len(reply))
+    qid, _flags, _qd, ancount = struct.unpack("!HHHH", reply[:8])
+    assert qid == 0x1234
+    answers, pos = [], 12 + len(question)
+    for _ in range(ancount):
+        rdlength = struct.unpack("!H", reply[pos + 10:pos + 12])[0]
+        answers.append(socket.inet_ntoa(reply[pos + 12:pos + 12 + rdlength]))
+        pos += 12 + rdlength
+    return answers
+
+
+def test_the_network_resolver_answers_over_tcp(berth, bb):
+    berth("network", "create", "tcpdns")
+    berth("run", "-d", "--name", "srv", "--network", "tcpdns", bb, "sleep", "300")
+    gateway = json.loads(berth("network", "inspect", "tcpdns").stdout)[0]["IPAM"]["Config"][0]["Gateway"]
+    assert _tcp_dns_query(gateway, "srv") == [ip_of(berth, "srv", "tcpdns")]
+    assert _tcp_dns_query(gateway, "srv.tcpdns") == [ip_of(berth, "srv", "tcpdns")]
