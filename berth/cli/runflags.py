@@ -38,6 +38,15 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     a("--env-file", action="append", default=[], help="Read in a file of environment variables")
     a("--expose", action="append", default=[], help="Expose a port or a range of ports")
     a("--group-add", action="append", default=[], help="Add additional groups to join")
+    a("--device", action="append", default=[], help="Add a host device to the container")
+    a("--device-cgroup-rule", action="append", default=[], help="Add a rule to the cgroup allowed devices list")
+    a("--dns-option", action="append", default=[], help="Set DNS options")
+    a("--dns-search", action="append", default=[], help="Set custom DNS search domains")
+    a("--label-file", action="append", default=[], help="Read in a line delimited file of labels")
+    a("--blkio-weight", type=int, help="Block IO (relative weight), between 10 and 1000, or 0 to disable")
+    a("--cpuset-mems", help="MEMs in which to allow execution (0-3, 0,1)")
+    a("--memory-swappiness", type=int, help="Tune container memory swappiness (0 to 100) (default -1)")
+    a("--cgroupns", choices=["host", "private"], help="Cgroup namespace to use (host|private)")
     a("--health-cmd", help="Command to run to check health")
     a("--health-interval", help="Time between running the check (ms|s|m|h) (default 0s)")
     a("--health-retries", type=int, help="Consecutive failures needed to report unhealthy")
@@ -118,6 +127,36 @@ def _from_environ(key: str) -> str | None:
     """`-e NAME` without a value takes NAME from berth's own environment."""
     value = os.environ.get(key)
     return None if value is None else f"{key}={value}"
+
+
+def _label_files(paths: list[str]) -> list[str]:
+    """--label-file: a label per line, as --env-file reads its lines."""
+    out = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+        except OSError as e:
+            raise InvalidArgument(f"open {path}: {e.strerror.lower() if e.strerror else e}") from None
+        out += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return out
+
+
+def _device(spec: str) -> dict:
+    """--device HOST[:CONTAINER][:PERMISSIONS], as the docker CLI parses it."""
+    parts = spec.split(":")
+    permissions = "rwm"
+    if len(parts) > 1 and _device_mode(parts[-1]):
+        permissions = parts.pop()
+    if len(parts) > 2 or not parts[0]:
+        raise InvalidArgument(f'invalid argument "{spec}" for "--device" flag: bad format for path: {spec}')
+    host = parts[0]
+    return {"PathOnHost": host, "PathInContainer": parts[1] if len(parts) == 2 else host,
+            "CgroupPermissions": permissions}
+
+
+def _device_mode(mode: str) -> bool:
+    return bool(mode) and len(mode) <= 3 and all(c in "rwm" for c in mode) and len(set(mode)) == len(mode)
 
 
 def _labels(items: list[str]) -> dict:
@@ -306,7 +345,7 @@ def to_create_body(args) -> tuple[dict, dict, str | None]:
         "WorkingDir": args.workdir or "",
         "Entrypoint": ([args.entrypoint] if args.entrypoint else [""]) if args.entrypoint is not None else None,
         "OnBuild": None,
-        "Labels": _labels(args.label),
+        "Labels": _labels(_label_files(args.label_file) + args.label),
     }
     if args.stop_signal:
         config["StopSignal"] = args.stop_signal
@@ -367,6 +406,14 @@ def to_create_body(args) -> tuple[dict, dict, str | None]:
         "Sysctls": dict(s.partition("=")[::2] for s in args.sysctl) or None,
         "Ulimits": _ulimits(args.ulimit) or None,
         "Init": args.init or None,
+        "Devices": [_device(d) for d in args.device] or None,
+        "DeviceCgroupRules": args.device_cgroup_rule or None,
+        "DnsOptions": args.dns_option or None,
+        "DnsSearch": args.dns_search or None,
+        "BlkioWeight": args.blkio_weight or 0,
+        "CpusetMems": args.cpuset_mems or "",
+        "MemorySwappiness": args.memory_swappiness,
+        "CgroupnsMode": args.cgroupns or "",
     }
     if args.network_alias:
         host_config["NetworkAliases"] = args.network_alias

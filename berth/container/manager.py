@@ -382,7 +382,8 @@ class ContainerManager:
         dns = c.host_config.get("Dns") or []
         if dns and placement.resolv_conf is None:  # a provider's resolv.conf already honours --dns
             resolv = "".join(f"nameserver {d}\n" for d in dns)
-        paths.resolv_conf.write_text(resolv)
+        paths.resolv_conf.write_text(resolv_with(resolv, c.host_config.get("DnsSearch") or [],
+                                                 c.host_config.get("DnsOptions") or []))
 
     def _mounts(self, c: Container, paths: ContainerPaths) -> list[rs.Mount]:
         mounts = [rs.Mount.bind(str(paths.resolv_conf), "/etc/resolv.conf", recursive=False),
@@ -733,6 +734,23 @@ class ContainerManager:
         from berth.container.logs import read_logs  # loads logging: only `logs` needs it
 
         return read_logs(paths.log, since=since, until=until, tail=tail, follow=follow, stop=stopped)
+
+
+def resolv_with(text: str, search: list[str], options: list[str]) -> str:
+    """resolv.conf with --dns-search replacing its search domains ("." for
+    none) and --dns-option its options of the same names."""
+    lines = text.splitlines()
+    if search:
+        lines = [l for l in lines if l.split()[:1] not in (["search"], ["domain"])]
+        if search != ["."]:
+            lines.append("search " + " ".join(search))
+    if options:
+        named = {o.split(":", 1)[0] for o in options}
+        kept = [o for l in lines if l.split()[:1] == ["options"] for o in l.split()[1:]
+                if o.split(":", 1)[0] not in named]
+        lines = [l for l in lines if l.split()[:1] != ["options"]]
+        lines.append("options " + " ".join(kept + options))
+    return "".join(l + "\n" for l in lines)
 
 
 def _wants_volumes(host_config: dict, config: dict) -> bool:

@@ -8,8 +8,9 @@ resolv.conf) are bind-mounted, as Docker does.
 
 from __future__ import annotations
 
+import os
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 from berth.container.users import ResolvedUser
@@ -112,10 +113,29 @@ def build(*, container_id: str, config: Mapping, host_config: Mapping, path: str
         cap_drop=tuple(host_config.get("CapDrop") or ()),
         seccomp=seccomp,
         sysctls=dict(host_config.get("Sysctls") or {}),
+        devices=tuple(d for spec in host_config.get("Devices") or () for d in host_devices(spec)),
+        device_cgroup_rules=tuple(host_config.get("DeviceCgroupRules") or ()),
+        cgroupns={"host": rs.HOST, "private": rs.PRIVATE}.get(host_config.get("CgroupnsMode") or ""),
         resources=resources(host_config),
         cgroups_path=f"/berth/{container_id}",
     )
     return rs.default_spec(process, sandbox, rs.HostInfo.probe())
+
+
+def host_devices(spec: Mapping) -> list[rs.Device]:
+    """HostConfig.Devices' entry as device nodes: one device, or every device
+    under a directory, at the container's path (moby's devicesFromPath)."""
+    host = spec.get("PathOnHost") or ""
+    inside = spec.get("PathInContainer") or host
+    access = spec.get("CgroupPermissions") or "rwm"
+    if not access or any(c not in "rwm" for c in access):
+        raise InvalidArgument(f"invalid device cgroup permissions {access!r} for {host}")
+    try:
+        found = rs.scan_devices(host) if os.path.isdir(host) else [rs.device_at(host)]
+    except OSError as e:
+        raise InvalidArgument(f'error gathering device information while adding custom device "{host}": '
+                              f"{(e.strerror or str(e)).lower()}") from None
+    return [replace(d, path=inside + d.path[len(host):], access=access) for d in found]
 
 
 def command_of(config: Mapping) -> tuple[str, list[str]]:

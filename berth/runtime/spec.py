@@ -12,6 +12,7 @@ seccomp profile conversion follows moby's profiles/seccomp.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -125,6 +126,7 @@ class Device:
     file_mode: int = 0o666
     uid: int = 0
     gid: int = 0
+    access: str = "rwm"  # what the devices cgroup allows on it (--device's permissions)
 
     def to_oci(self) -> dict:
         return {"path": self.path, "type": self.type, "major": self.major, "minor": self.minor,
@@ -226,17 +228,32 @@ def scan_devices(root: str = "/dev") -> list[Device]:
                 continue
             if entry.path == os.path.join(root, "console"):
                 continue
-            if stat.S_ISCHR(st.st_mode):
-                kind = "c"
-            elif stat.S_ISBLK(st.st_mode):
-                kind = "b"
-            else:
-                continue
-            out.append(Device(entry.path, kind, os.major(st.st_rdev), os.minor(st.st_rdev),
-                              stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid))
+            node = _node(entry.path, st)
+            if node is not None:
+                out.append(node)
 
     walk(root)
     return out
+
+
+def device_at(path: str) -> Device:
+    """The device node at `path`, symlinks followed (as Docker resolves a
+    --device path); OSError when there is none."""
+    node = _node(path, os.stat(path))
+    if node is None:
+        raise OSError(errno.ENODEV, "not a device node")
+    return node
+
+
+def _node(path: str, st: os.stat_result) -> Device | None:
+    if stat.S_ISCHR(st.st_mode):
+        kind = "c"
+    elif stat.S_ISBLK(st.st_mode):
+        kind = "b"
+    else:
+        return None
+    return Device(path, kind, os.major(st.st_rdev), os.minor(st.st_rdev), stat.S_IMODE(st.st_mode),
+                  st.st_uid, st.st_gid)
 
 
 @dataclass(frozen=True)
@@ -717,7 +734,7 @@ def _resources(sandbox: SandboxOptions) -> dict:
         rules = [dict(d) for d in _DEFAULT_DEVICE_RULES]
         for dev in sandbox.devices:
             rules.append({"allow": True, "type": dev.type, "major": dev.major, "minor": dev.minor,
-                          "access": "rwm"})
+                          "access": dev.access})
         rules.extend(parse_device_cgroup_rule(rule) for rule in sandbox.device_cgroup_rules)
         out["devices"] = rules
 

@@ -262,3 +262,22 @@ def test_volumes_from(berth, bb, tmp_path):
     for bad, message in (("nosuch", "No such container: nosuch"), ("src:bad", "invalid mode: bad")):
         r = berth("run", "--rm", "--volumes-from", bad, bb, "true", check=False)
         assert r.returncode == 125 and message in r.stderr
+
+
+def test_devices_dns_options_and_label_files(berth, bb, tmp_path):
+    out = berth("run", "--rm", "--network", "none", "--device", "/dev/null:/dev/mynull",
+                "--device", "/dev/kmsg:/dev/k:r", bb, "sh", "-c",
+                "echo hi > /dev/mynull && echo usable; ls -l /dev/k; echo x > /dev/k 2>/dev/null || echo denied").stdout
+    lines = out.splitlines()
+    assert lines[0] == "usable" and lines[1].startswith("c") and "1,  11" in lines[1] and lines[2] == "denied"
+    for bad, message in (("/dev/nosuch", 'adding custom device "/dev/nosuch": no such file or directory'),
+                         ("/dev/null:/x:bad", 'bad format for path: /dev/null:/x:bad')):
+        r = berth("run", "--rm", "--network", "none", "--device", bad, bb, "true", check=False)
+        assert r.returncode == 125 and message in r.stderr
+    resolv = berth("run", "--rm", "--network", "none", "--dns", "10.0.0.2", "--dns-search", "example.com",
+                   "--dns-option", "ndots:2", bb, "cat", "/etc/resolv.conf").stdout
+    assert resolv == "nameserver 10.0.0.2\nsearch example.com\noptions ndots:2\n"
+    (tmp_path / "labels").write_text("team=a\n# a comment\n\nowner=b\n")
+    berth("create", "--name", "labelled", "--label-file", tmp_path / "labels", "--label", "owner=c", bb, "true")
+    assert json.loads(berth("inspect", "-f", "{{json .Config.Labels}}", "labelled").stdout) == \
+        {"team": "a", "owner": "c"}
