@@ -121,6 +121,11 @@ def _create_request(body: dict) -> tuple[dict, dict, list[tuple[str, list[str]]]
         if network == mode:
             if aliases and not host_config.get("NetworkAliases"):
                 host_config["NetworkAliases"] = aliases
+            address = ((endpoint or {}).get("IPAMConfig") or {}).get("IPv4Address")
+            if address:
+                host_config["NetworkIPv4Address"] = address
+            if (endpoint or {}).get("MacAddress") and not config.get("MacAddress"):
+                config["MacAddress"] = endpoint["MacAddress"]   # where API 1.44 and later put it
         else:
             further.append((network, aliases))
     return config, host_config, further

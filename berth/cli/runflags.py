@@ -47,6 +47,8 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     a("--cpuset-mems", help="MEMs in which to allow execution (0-3, 0,1)")
     a("--memory-swappiness", type=int, help="Tune container memory swappiness (0 to 100) (default -1)")
     a("--cgroupns", choices=["host", "private"], help="Cgroup namespace to use (host|private)")
+    a("--ip", help="IPv4 address (e.g., 172.30.100.104)")
+    a("--mac-address", help="Container MAC address (e.g., 92:d0:c6:0a:29:33)")
     a("--health-cmd", help="Command to run to check health")
     a("--health-interval", help="Time between running the check (ms|s|m|h) (default 0s)")
     a("--health-retries", type=int, help="Consecutive failures needed to report unhealthy")
@@ -417,4 +419,14 @@ def to_create_body(args) -> tuple[dict, dict, str | None]:
     }
     if args.network_alias:
         host_config["NetworkAliases"] = args.network_alias
+    if args.ip:
+        try:
+            ipaddress.IPv4Address(args.ip)
+        except ValueError:
+            raise InvalidArgument(f'invalid argument "{args.ip}" for "--ip" flag: invalid IPv4 address') from None
+        host_config["NetworkIPv4Address"] = args.ip
+    if args.mac_address:
+        if not re.fullmatch(r"(?:[0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}", args.mac_address):
+            raise InvalidArgument(f"{args.mac_address} is not a valid mac address")
+        config["MacAddress"] = args.mac_address.lower()
     return config, host_config, args.name

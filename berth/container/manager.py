@@ -293,6 +293,12 @@ class ContainerManager:
             line = self._spawn_supervisor(c, paths, attach_first)
         except BaseException:
             release_resources(self.state, c, self.runtime(c))
+            if c.host_config.get("AutoRemove"):
+                # As moby: a --rm container whose start failed is removed too.
+                try:
+                    self.remove(c.id, force=True, volumes=True)
+                except BerthError:
+                    pass
             raise
         if line.startswith("failed "):
             kind, _, message = line[7:].partition(" ")
@@ -690,7 +696,8 @@ class ContainerManager:
         c = self.get(ref)
         paths = self.paths(c.id)
         state = {k: v for k, v in c.state.items() if k not in ("RestartCount", "ManuallyStopped")}
-        hc = dict(c.host_config)
+        # berth keeps a primary network's endpoint settings in HostConfig; Docker's has no such fields.
+        hc = {k: v for k, v in c.host_config.items() if k not in ("NetworkAliases", "NetworkIPv4Address")}
         out = {
             "Id": c.id,
             "Created": _rfc3339(c.created),

@@ -68,6 +68,20 @@ def check_free(subnet: IPv4Network, taken: Iterable[IPv4Network]) -> None:
         raise Conflict(f"Pool overlaps with other one on this address space ({subnet} overlaps {clash})")
 
 
+def requested_address(subnet: IPv4Network, gateway: str, used: Iterable[str], wanted: str) -> str:
+    """`wanted` (--ip), if it is a free host address of the subnet."""
+    try:
+        address = ipaddress.IPv4Address(wanted)
+    except ValueError:
+        raise InvalidArgument(f"invalid IPv4 address: {wanted}") from None
+    if address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
+        raise InvalidArgument(f"no available IPv4 addresses on this network's address pools: {subnet}: "
+                              f"{wanted} is not in the subnet's range")
+    if wanted == gateway or wanted in set(used):
+        raise Conflict(f"Address already in use: {wanted}")
+    return wanted
+
+
 def next_address(subnet: IPv4Network, gateway: str, used: Iterable[str]) -> str:
     """The lowest free host address of the subnet."""
     used = set(used) | {gateway}

@@ -168,7 +168,10 @@ class BridgeSandboxes:
         links = [f"/{self._name(l.target_id)}:/{c.name}/{l.alias}" for l in self.store.links(c.id)]
         active = False
         for n, a in members:
-            out["Networks"][n.name] = _endpoint(n, a, links if n.name == mode or n.id == mode else [])
+            primary = n.name == mode or n.id == mode
+            out["Networks"][n.name] = _endpoint(n, a, links if primary else [])
+            if primary and c.host_config.get("NetworkIPv4Address"):
+                out["Networks"][n.name]["IPAMConfig"] = {"IPv4Address": c.host_config["NetworkIPv4Address"]}
             active = active or (a is not None and a.active)
             if n.is_default and a is not None and a.active:
                 ep = out["Networks"][n.name]
@@ -234,6 +237,12 @@ class BridgeSandboxes:
         aliases = list(c.host_config.get("NetworkAliases") or [])
         if aliases and network.is_default:
             raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+        if c.host_config.get("NetworkIPv4Address"):
+            if network.is_default:
+                raise InvalidArgument("user specified IP address is supported on user defined networks only")
+            if network.subnet_auto:
+                raise InvalidArgument("user specified IP address is supported only when connecting to networks "
+                                      "with user configured subnets")
         self.store.attach(network.id, c.id, aliases)
         others = []
         for a in self.store.attachments(container_id=c.id):
@@ -262,10 +271,14 @@ class BridgeSandboxes:
     def _activate(self, c: Container, network: Network, netns: Path, ifname: str, primary: bool) -> Attachment:
         network = self._bring_up(network)
         subnet = ipaddress.ip_network(network.subnet)
-        ip = ipam.next_address(subnet, network.gateway, self.store.used_addresses(network.id))
+        used = self.store.used_addresses(network.id)
+        wanted = c.host_config.get("NetworkIPv4Address") if primary else None
+        ip = ipam.requested_address(subnet, network.gateway, used, wanted) if wanted \
+            else ipam.next_address(subnet, network.gateway, used)
+        mac = (c.config.get("MacAddress") if primary else None) or mac_for(ip)
         veth = veth_name(self.root)
         # Recorded before the kernel is touched: a crash leaves something to release.
-        a = self.store.activate(network.id, c.id, ip, mac_for(ip), veth)
+        a = self.store.activate(network.id, c.id, ip, mac, veth)
         gateway = network.gateway if primary and not network.internal else None
         netlink.plug(self.bridge_of(network), netns, netlink.Interface(
             veth=veth, ifname=ifname, address=ip, prefixlen=subnet.prefixlen, mac=a.mac, gateway=gateway))

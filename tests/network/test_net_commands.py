@@ -98,3 +98,24 @@ def test_connect_before_start(berth, bb):
                 "cat /sys/class/net/eth1/address; cat /etc/resolv.conf").stdout
     assert networks["extra"]["MacAddress"] in out
     assert out.split("\n", 1)[1] == berth("exec", "two", "cat", "/etc/resolv.conf").stdout
+
+
+def test_ip_and_mac_address(berth, bb):
+    berth("network", "create", "--subnet", "172.30.77.0/24", "fixed")
+    berth("run", "-d", "--name", "pinned", "--network", "fixed", "--ip", "172.30.77.50",
+          "--mac-address", "02:42:ac:1e:4d:32", bb, "sleep", "300")
+    iface = berth("exec", "pinned", "ip", "addr", "show", "eth0").stdout
+    assert "inet 172.30.77.50/24" in iface and "link/ether 02:42:ac:1e:4d:32" in iface
+    endpoint = json.loads(berth("inspect", "pinned").stdout)[0]["NetworkSettings"]["Networks"]["fixed"]
+    assert endpoint["IPAMConfig"] == {"IPv4Address": "172.30.77.50"} and endpoint["MacAddress"] == "02:42:ac:1e:4d:32"
+    berth("network", "create", "auto")
+    for args, message in (
+            (["--network", "fixed", "--ip", "172.30.77.50"], "Address already in use: 172.30.77.50"),
+            (["--network", "fixed", "--ip", "10.9.9.9"], "is not in the subnet's range"),
+            (["--network", "auto", "--ip", "172.30.77.60"], "only when connecting to networks with user configured subnets"),
+            (["--ip", "172.17.0.60"], "supported on user defined networks only"),
+            (["--mac-address", "zz"], "zz is not a valid mac address")):
+        r = berth("run", "--rm", *args, bb, "true", check=False)
+        assert r.returncode == 125 and message in r.stderr, r.stderr
+    # A --rm container whose start failed is gone, as in Docker.
+    assert berth("ps", "-a", "--format", "{{.Names}}").stdout == "pinned\n"
