@@ -24,7 +24,7 @@ class BuildBackend(Protocol):
 
 
 def _options(req: Request):
-    from berth.build.builder import BuildOptions
+    from berth.build.builder import RESOURCE_PARAMS, BuildOptions
 
     q = req.query
     if q.get("remote"):
@@ -35,10 +35,20 @@ def _options(req: Request):
     if not isinstance(build_args, dict) or not isinstance(labels, dict):
         raise InvalidArgument("buildargs and labels must be JSON objects")
     extra_hosts = [h for h in (q.get("extrahosts") or "").split(",") if h]
+    resources: dict = {}
+    for field_name, param in RESOURCE_PARAMS.items():
+        if field_name == "Ulimits":
+            value = q.json(param, [])
+        elif field_name in ("CpusetCpus", "CpusetMems"):
+            value = q.get(param) or ""
+        else:
+            value = q.int(param, 0)
+        if value:
+            resources[field_name] = value
     return BuildOptions(tags=q.all("t"), build_args=build_args, target=q.get("target") or None,
                         no_cache=q.bool("nocache"), remove=q.bool("rm", True), force_remove=q.bool("forcerm"),
                         labels=labels, network_mode=q.get("networkmode") or "default",
-                        extra_hosts=extra_hosts, platform=q.get("platform") or None)
+                        extra_hosts=extra_hosts, platform=q.get("platform") or None, resources=resources)
 
 
 class BuildRouter:

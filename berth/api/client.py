@@ -1083,6 +1083,10 @@ class RemoteBuild:
                  "forcerm": options.force_remove, "pull": options.pull or None,
                  "networkmode": options.network_mode, "extrahosts": ",".join(options.extra_hosts) or None,
                  "platform": options.platform}
+        if options.resources:
+            from berth.build.builder import RESOURCE_PARAMS
+            for name, value in options.resources.items():
+                query[RESOURCE_PARAMS[name]] = json.dumps(value) if name == "Ulimits" else value
         image_id = ""
         for message in self.http.lines("POST", "/build", query=query, body=context.body, headers=_TAR,
                                        error=_build_failure):

@@ -99,6 +99,14 @@ class BuildOptions:
     platform: str | None = None
     # A CA bundle RUN steps trust (bind-mounted, never committed).
     ca_bundle: str | None = None
+    # Limits of the RUN steps' containers, as HostConfig fields (Memory,
+    # MemorySwap, CpuShares, CpuPeriod, CpuQuota, CpusetCpus, CpusetMems, ShmSize, Ulimits).
+    resources: Mapping[str, object] = field(default_factory=dict)
+
+# The query parameters of POST /build that carry `resources`, by HostConfig field.
+RESOURCE_PARAMS = {"Memory": "memory", "MemorySwap": "memswap", "CpuShares": "cpushares",
+                   "CpuPeriod": "cpuperiod", "CpuQuota": "cpuquota", "CpusetCpus": "cpusetcpus",
+                   "CpusetMems": "cpusetmems", "ShmSize": "shmsize", "Ulimits": "ulimits"}
 
 
 @dataclass
@@ -450,7 +458,7 @@ class Builder:
 
     def _host_config(self) -> dict:
         hc = {"NetworkMode": self.options.network_mode or "default",
-              "LogConfig": {"Type": "none", "Config": {}}}
+              "LogConfig": {"Type": "none", "Config": {}}, **self.options.resources}
         if self.options.extra_hosts:
             hc["ExtraHosts"] = list(self.options.extra_hosts)
         return hc

@@ -99,6 +99,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     a("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])")
     a("--uts", help="UTS namespace to use")
     a("-v", "--volume", action="append", default=[], help="Bind mount a volume")
+    a("--volume-driver", help="Optional volume driver for the container")
     a("--volumes-from", action="append", default=[], help="Mount volumes from the specified container(s)")
     a("-w", "--workdir", help="Working directory inside the container")
     a("image", metavar="IMAGE")
@@ -182,7 +183,7 @@ def _restart_policy(text: str) -> dict:
     return {"Name": name or "no", "MaximumRetryCount": retries}
 
 
-def _ulimits(items: list[str]) -> list[dict]:
+def parse_ulimits(items: list[str]) -> list[dict]:
     out = []
     for item in items:
         name, sep, values = item.partition("=")
@@ -392,6 +393,7 @@ def to_create_body(args) -> tuple[dict, dict, str | None]:
         "Tmpfs": _tmpfs(args.tmpfs) or None,
         "Links": args.link or None,
         "VolumesFrom": args.volumes_from or None,
+        "VolumeDriver": args.volume_driver or "",
         "Runtime": args.runtime or "berth",
         "ShmSize": parse_size(args.shm_size) if args.shm_size else 0,
         "Memory": parse_size(args.memory) if args.memory else 0,
@@ -406,7 +408,7 @@ def to_create_body(args) -> tuple[dict, dict, str | None]:
         "OomKillDisable": args.oom_kill_disable,
         "OomScoreAdj": args.oom_score_adj or 0,
         "Sysctls": dict(s.partition("=")[::2] for s in args.sysctl) or None,
-        "Ulimits": _ulimits(args.ulimit) or None,
+        "Ulimits": parse_ulimits(args.ulimit) or None,
         "Init": args.init or None,
         "Devices": [_device(d) for d in args.device] or None,
         "DeviceCgroupRules": args.device_cgroup_rule or None,

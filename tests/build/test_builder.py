@@ -410,3 +410,13 @@ def test_failing_run_output_and_step_are_shown(bb, tmp_path):
     assert "Step 2/2 : RUN echo some output; exit 7\n" in result.stderr
     assert "some output\n" in result.stderr
     assert_nothing_left(bb, bb.root)
+
+
+def test_run_step_limits_and_iidfile(bb, tmp_path, root):
+    ctx = write(tmp_path / "ctx", {"Dockerfile": "FROM bb\n"
+                                   "RUN cat /sys/fs/cgroup/memory/memory.limit_in_bytes > /limit; ulimit -n > /nofile\n"})
+    iid = tmp_path / "iid"
+    out = bb("build", "-q", "--memory", "64m", "--ulimit", "nofile=512:512", "--iidfile", iid, "-t", "lim", ctx).stdout
+    assert iid.read_text() == out.strip() and out.startswith("sha256:")
+    assert bb("run", "--rm", "lim", "cat", "/limit", "/nofile").stdout == f"{64 << 20}\n512\n"
+    assert_nothing_left(bb, root)

@@ -9,6 +9,7 @@ import sys
 
 from berth.cli.parser import add_command
 from berth.errors import BerthError, InvalidArgument
+from berth.units import parse_size
 
 
 def register(sub) -> None:
@@ -29,6 +30,17 @@ def add_flags(p) -> None:
                    help="Set the networking mode for the RUN instructions during build")
     p.add_argument("--add-host", action="append", default=[], help="Add a custom host-to-IP mapping (host:ip)")
     p.add_argument("--platform", help="Set platform if server is multi-platform capable")
+    p.add_argument("--iidfile", help="Write the image ID to the file")
+    p.add_argument("-m", "--memory", help="Memory limit")
+    p.add_argument("--memory-swap", help="Swap limit equal to memory plus swap: -1 to enable unlimited swap")
+    p.add_argument("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)")
+    p.add_argument("--cpu-period", type=int, help="Limit the CPU CFS (Completely Fair Scheduler) period")
+    p.add_argument("--cpu-quota", type=int, help="Limit the CPU CFS (Completely Fair Scheduler) quota")
+    p.add_argument("--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)")
+    p.add_argument("--cpuset-mems", help="MEMs in which to allow execution (0-3, 0,1)")
+    p.add_argument("--shm-size", help="Size of /dev/shm")
+    p.add_argument("--ulimit", action="append", default=[], help="Ulimit options")
+    _bool_flag(p, "--disable-content-trust", default=True, help="Skip image verification (berth verifies none)")
     _bool_flag(p, "-q", "--quiet", help="Suppress the build output and print image ID on success")
     _bool_flag(p, "--no-cache", help="Do not use cache when building the image")
     _bool_flag(p, "--rm", default=True, help="Remove intermediate containers after a successful build")
@@ -80,7 +92,7 @@ def cmd_build(engine, args) -> int:
                            no_cache=args.no_cache, remove=args.rm, force_remove=args.force_rm,
                            labels=_labels(args.label), network_mode=args.network,
                            extra_hosts=args.add_host, platform=args.platform, pull=args.pull,
-                           ca_bundle=ca_bundle)
+                           ca_bundle=ca_bundle, resources=_resources(args))
     stdout = sys.stdout.buffer
     buffered = io.BytesIO()
     started = False
@@ -115,9 +127,23 @@ def cmd_build(engine, args) -> int:
         return e.exit_code if isinstance(e, BuildFailed) else 1
     finally:
         context.close()
+    if args.iidfile:
+        with open(args.iidfile, "w") as f:
+            f.write(result.image_id)
     if args.quiet:
         print(result.image_id)
     return 0
+
+
+def _resources(args) -> dict:
+    """The RUN steps' limits, as the HostConfig fields `run` sets from the same flags."""
+    from berth.cli.runflags import parse_ulimits
+    out = {"Memory": parse_size(args.memory) if args.memory else 0,
+           "MemorySwap": (-1 if args.memory_swap == "-1" else parse_size(args.memory_swap)) if args.memory_swap else 0,
+           "CpuShares": args.cpu_shares or 0, "CpuPeriod": args.cpu_period or 0, "CpuQuota": args.cpu_quota or 0,
+           "CpusetCpus": args.cpuset_cpus or "", "CpusetMems": args.cpuset_mems or "",
+           "ShmSize": parse_size(args.shm_size) if args.shm_size else 0, "Ulimits": parse_ulimits(args.ulimit)}
+    return {key: value for key, value in out.items() if value}
 
 
 def _context(engine, args):
