@@ -37,7 +37,6 @@ import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import BinaryIO
 
 from berth.container import volumes as vol
@@ -49,7 +48,7 @@ from berth.errors import BerthError, Conflict, DataCorrupt, InvalidArgument, Not
 from berth.layer.rootfs import NotADirectory, RootDir
 from berth.layer.snapshots import Mount
 from berth.layer.stream import Readable, open_layer_stream
-from berth.layer.tarstream import TarStream, quote
+from berth.layer.tarstream import TarStream, member_times, quote
 from berth.runtime.builtin import linux
 from berth.units import format_rfc3339_nano
 
@@ -576,23 +575,6 @@ class _NoChown:
 NO_CHOWN = _NoChown()   # as Docker's NoLchown: leave ownership to whoever unpacks
 
 
-def _ns(ti: tarfile.TarInfo, key: str) -> int | None:
-    value = ti.pax_headers.get(key, ti.mtime if key == "mtime" else None)
-    if value is None:
-        return None
-    try:
-        ns = int(Decimal(str(value)).scaleb(9))
-    except (ArithmeticError, ValueError):
-        return 0 if key == "mtime" else None
-    return max(-(1 << 63), min(ns, (1 << 63) - 1))
-
-
-def _times(ti: tarfile.TarInfo) -> tuple[int, int]:
-    mtime = _ns(ti, "mtime") or 0
-    atime = _ns(ti, "atime")
-    return (mtime if atime is None or atime < mtime else atime), mtime
-
-
 def _lstat(dir_fd: int, name: str) -> os.stat_result | None:
     try:
         return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -634,17 +616,7 @@ class Unpacker:
         except DataCorrupt as e:
             # TarStream speaks of layers; here the archive is the user's.
             raise DataCorrupt(str(e).replace("invalid layer tar", "invalid tar archive", 1)) from None
-        for path, times in self.dir_times:
-            try:
-                pfd, name = self.root.split(path)
-            except (FileNotFoundError, NotADirectory):
-                continue
-            try:
-                os.utime(name, ns=times, dir_fd=pfd, follow_symlinks=False)
-            except FileNotFoundError:
-                pass
-            finally:
-                os.close(pfd)
+        self.root.restore_times(self.dir_times)
 
     def _path(self, rel: str) -> str:
         return f"{self.base}/{rel}" if self.base and rel else (self.base or rel)
@@ -688,7 +660,7 @@ class Unpacker:
         finally:
             os.close(pfd)
         if ti.type == tarfile.DIRTYPE:
-            self.dir_times.append((path, _times(ti)))
+            self.dir_times.append((path, member_times(ti)))
 
     def _remove(self, pfd: int, name: str, st: os.stat_result) -> None:
         if stat.S_ISDIR(st.st_mode):
@@ -736,7 +708,7 @@ class Unpacker:
         finally:
             os.close(fd)
         if ti.type != tarfile.DIRTYPE and not (ti.type == tarfile.LNKTYPE and is_link):
-            os.utime(name, ns=_times(ti), dir_fd=pfd, follow_symlinks=False)
+            os.utime(name, ns=member_times(ti), dir_fd=pfd, follow_symlinks=False)
 
     def _file(self, tar: TarStream, ti: tarfile.TarInfo, pfd: int, name: str) -> None:
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,

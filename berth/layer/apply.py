@@ -25,7 +25,6 @@ import os
 import shutil
 import stat
 import tarfile
-from decimal import Decimal
 from collections.abc import Callable
 from typing import Literal
 
@@ -33,7 +32,7 @@ from berth.errors import BerthError, DataCorrupt
 from berth.layer.rootfs import RootDir
 from berth.layer.safety import Kind, Member, MemberChecker
 from berth.layer.stream import Readable, open_layer_stream
-from berth.layer.tarstream import TarStream, quote
+from berth.layer.tarstream import TarStream, member_times, quote
 
 log = logging.getLogger(__name__)
 
@@ -74,30 +73,6 @@ def apply_layer(fileobj: Readable, target_dir: str | os.PathLike, *,
     return applier.size
 
 
-def _ns(ti: tarfile.TarInfo, key: str) -> int | None:
-    """A time in nanoseconds, exactly where PAX gives more than tarfile's float."""
-    value = ti.pax_headers.get(key)
-    if value is None:
-        if key != "mtime":
-            return None
-        value = ti.mtime
-    try:
-        ns = int(Decimal(str(value)).scaleb(9))
-    except (ArithmeticError, ValueError):
-        return 0 if key == "mtime" else None
-    # What the kernel's 64-bit timestamps can take; beyond it a time is noise.
-    return max(-(1 << 63), min(ns, (1 << 63) - 1))
-
-
-def _times(ti: tarfile.TarInfo) -> tuple[int, int]:
-    mtime = _ns(ti, "mtime")
-    atime = _ns(ti, "atime")
-    # As Docker: an access time older than the modification time is not kept.
-    if atime is None or atime < mtime:
-        atime = mtime
-    return atime, mtime
-
-
 def _xattrs(ti: tarfile.TarInfo) -> list[tuple[str, bytes]]:
     out = []
     for key, value in ti.pax_headers.items():
@@ -132,17 +107,7 @@ class _Applier:
 
     def finish(self) -> None:
         # Directory times last: creating their entries changed them.
-        for path, times in self.dir_times:
-            try:
-                pfd, name = self.root.split(path)
-            except (FileNotFoundError, DataCorrupt):
-                continue
-            try:
-                os.utime(name, ns=times, dir_fd=pfd, follow_symlinks=False)
-            except FileNotFoundError:
-                pass
-            finally:
-                os.close(pfd)
+        self.root.restore_times(self.dir_times)
 
     def _note_created(self, path: str) -> None:
         if not self.overlay:
@@ -246,7 +211,7 @@ class _Applier:
             self._set_attrs(fd, m.info)
         finally:
             os.close(fd)
-        self.dir_times.append((m.path, _times(m.info)))
+        self.dir_times.append((m.path, member_times(m.info)))
 
     def _file(self, pfd: int, name: str, m: Member) -> None:
         ti = m.info
@@ -263,7 +228,7 @@ class _Applier:
             if end != ti.size:
                 os.ftruncate(fd, ti.size)  # a sparse file's trailing hole
             self._set_attrs(fd, ti)
-            os.utime(fd, ns=_times(ti))
+            os.utime(fd, ns=member_times(ti))
         finally:
             os.close(fd)
         self.size += ti.size
@@ -323,7 +288,7 @@ class _Applier:
         path = f"/proc/self/fd/{pfd}/{name}"
         for key, value in _xattrs(ti):
             _setxattr(lambda: os.setxattr(path, key, value, follow_symlinks=False), ti.name, key)
-        os.utime(name, ns=_times(ti), dir_fd=pfd, follow_symlinks=False)
+        os.utime(name, ns=member_times(ti), dir_fd=pfd, follow_symlinks=False)
 
 
 def _lstat(dfd: int, name: str) -> os.stat_result | None:

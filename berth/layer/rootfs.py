@@ -130,6 +130,22 @@ class RootDir:
             for fd in fds:
                 os.close(fd)
 
+    def restore_times(self, entries: list[tuple[str, tuple[int, int]]]) -> None:
+        """Set (atime, mtime) in ns on each path that still resolves: an
+        unpacker's last step for directories, whose times creating their
+        entries changed."""
+        for path, times in entries:
+            try:
+                pfd, name = self.split(path)
+            except (FileNotFoundError, DataCorrupt):
+                continue
+            try:
+                os.utime(name, ns=times, dir_fd=pfd, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            finally:
+                os.close(pfd)
+
     def split(self, path: str, *, create: bool = False,
               on_create: Callable[[str], None] | None = None) -> tuple[int, str]:
         """(fd of the parent directory, final component) of a non-root path."""

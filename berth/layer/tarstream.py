@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+from decimal import Decimal
 from collections.abc import Iterator
 
 from berth.errors import DataCorrupt
@@ -25,6 +26,31 @@ BLOCK = tarfile.BLOCKSIZE
 MAX_SPECIAL_SIZE = 1 << 20
 _SPECIAL_TYPES = frozenset({tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
                             tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK})
+
+
+def _ns(ti: tarfile.TarInfo, key: str) -> int | None:
+    """A time in nanoseconds, exactly where PAX gives more than tarfile's float."""
+    value = ti.pax_headers.get(key)
+    if value is None:
+        if key != "mtime":
+            return None
+        value = ti.mtime
+    try:
+        ns = int(Decimal(str(value)).scaleb(9))
+    except (ArithmeticError, ValueError):
+        return 0 if key == "mtime" else None
+    # What the kernel's 64-bit timestamps can take; beyond it a time is noise.
+    return max(-(1 << 63), min(ns, (1 << 63) - 1))
+
+
+def member_times(ti: tarfile.TarInfo) -> tuple[int, int]:
+    """(atime, mtime) of a member in nanoseconds, for os.utime(ns=...)."""
+    mtime = _ns(ti, "mtime") or 0
+    atime = _ns(ti, "atime")
+    # As Docker: an access time older than the modification time is not kept.
+    if atime is None or atime < mtime:
+        atime = mtime
+    return atime, mtime
 
 
 def quote(name: str) -> str:
