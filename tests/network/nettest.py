@@ -18,15 +18,19 @@ def leftovers(root) -> list[str]:
     found += [f"nft {line}" for line in tables.splitlines() if line.split()[-1:] == [table_name(root)]]
     with open("/proc/self/mountinfo") as f:
         found += [f"mount {line.split()[4]}" for line in f if line.split()[4].startswith(str(run_dir(root)))]
+    found += [f"resolver pid {pid}" for pid, args in processes()
+              if b"berth.network.resolver" in args and str(root).encode() in args]
+    return found
+
+
+def processes():
+    """(pid, argv as bytes) of every process still there to be read."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
+                yield int(pid), f.read().split(b"\0")
         except OSError:
             continue
-        if b"berth.network.resolver" in args and str(root).encode() in args:
-            found.append(f"resolver pid {pid}")
-    return found
 
 
 def wait_for_leftovers_gone(root, timeout=10.0) -> list[str]:

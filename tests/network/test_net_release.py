@@ -10,18 +10,13 @@ import time
 from berth.network import rules
 from berth.network.names import bridge_name, netns_path, table_name, veth_prefix
 from berth.network.netlink import create_netns
-from nettest import HTTPD, free_port, http_get, leftovers, wait_for_leftovers_gone
+from nettest import HTTPD, free_port, http_get, leftovers, processes, wait_for_leftovers_gone
 
 
 def _supervisor_pid(root, container_id: str) -> int:
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
-        except OSError:
-            continue
+    for pid, args in processes():
         if b"berth.container.supervisor" in b" ".join(args) and container_id.encode() in args:
-            return int(pid)
+            return pid
     raise AssertionError("no supervisor")
 
 
