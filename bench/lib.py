@@ -44,10 +44,15 @@ def report(title: str, comparisons: list[Comparison], notes: str = "") -> str:
     lines += [c.row() for c in comparisons]
     if notes:
         lines += ["", notes]
+    return publish(title.lower().replace(" ", "-"), lines)
+
+
+def publish(name: str, lines: list[str]) -> str:
+    """The report's text, also written to bench/results/NAME.md."""
     text = "\n".join(lines) + "\n"
     out = REPO / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / (title.lower().replace(" ", "-") + ".md")).write_text(text)
+    (out / f"{name}.md").write_text(text)
     return text
 
 

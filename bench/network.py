@@ -31,7 +31,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from lib import REPO, berth_cmd
+from lib import berth_cmd, publish
 from conftest import busybox_rootfs_tar
 
 PAGE = "x" * 600
@@ -146,11 +146,7 @@ def main() -> None:
     for name, value in medians.items():
         lines.append(f"| {name} | {value:.0f} | {medians['berth -p (DNAT)'] / value:.2f} |")
     lines += ["", "Goal: berth -p at least 0.95 of direct, and at least Docker's -p."]
-    text = "\n".join(lines) + "\n"
-    out = REPO / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "network.md").write_text(text)
-    print(text)
+    print(publish("network", lines))
 
 
 if __name__ == "__main__":

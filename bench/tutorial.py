@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lib import REPO, berth_cmd
+from lib import REPO, berth_cmd, publish
 from network import free_port, namespaced_dockerd
 
 IMAGE = "my_application_img"
@@ -146,11 +146,7 @@ def main() -> None:
     lines += ["", (f"berth / Docker: {rps[b.name] / rps[d.name]:.2f}x the requests per second, "
                    f"{p99[b.name] / p99[d.name]:.2f}x the p99 latency.  Docker reaches a loopback-published "
                    "port through docker-proxy (userland); berth through kernel DNAT.")]
-    text = "\n".join(lines) + "\n"
-    out = REPO / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "tutorial.md").write_text(text)
-    print(text)
+    print(publish("tutorial", lines))
 
 
 if __name__ == "__main__":
