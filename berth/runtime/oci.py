@@ -157,34 +157,41 @@ class OCIRuntime:
             timeout = self.timeout
         log_fd = os.memfd_create("oci-log", os.MFD_CLOEXEC)
         try:
-            cmd = [*self.argv, "--root", self.state_root, "--log", f"/proc/self/fd/{log_fd}",
-                   "--log-format", "json", *args]
-            if stdio is None:
-                streams = {"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE,
-                           "stderr": subprocess.PIPE}
-            else:
-                streams = {
-                    "stdin": subprocess.DEVNULL if stdio.stdin is None else stdio.stdin,
-                    "stdout": subprocess.DEVNULL if stdio.stdout is None else stdio.stdout,
-                    "stderr": subprocess.DEVNULL if stdio.stderr is None else stdio.stderr,
-                }
-            try:
-                proc = subprocess.run(cmd, **streams, pass_fds=(log_fd,), timeout=timeout)
-            except FileNotFoundError:
-                raise Unavailable(f"OCI runtime {self.argv[0]!r} not found") from None
-            except subprocess.TimeoutExpired:
-                raise Unavailable(f"OCI runtime {self.name} {args[0]} timed out") from None
+            options = ["--root", self.state_root, "--log", f"/proc/self/fd/{log_fd}", "--log-format", "json"]
+            returncode, stdout, stderr = self._run(options, args, stdio, log_fd, timeout)
             error = _last_error(os.pread(log_fd, 1 << 20, 0))
         finally:
             os.close(log_fd)
-        stdout = proc.stdout.decode(errors="replace") if stdio is None else ""
-        stderr = proc.stderr.decode(errors="replace").strip() if stdio is None else ""
         if exit_status and not error:
-            return proc.returncode
-        if proc.returncode != 0 or error and exit_status:
-            message = error or stderr or f"{self.name} {args[0]} failed with exit status {proc.returncode}"
+            return returncode
+        if returncode != 0 or error and exit_status:
+            message = error or stderr or f"{self.name} {args[0]} failed with exit status {returncode}"
             raise _translate(message, container_id)
         return stdout
+
+    def _run(self, options: list[str], args: list[str], stdio: Stdio | None, log_fd: int,
+             timeout: float | None) -> tuple[int, str, str]:
+        """`RUNTIME OPTIONS ARGS` run as a child: (exit status, stdout,
+        stderr), the last two captured only when `stdio` is None."""
+        if stdio is None:
+            streams = {"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+        else:
+            streams = {
+                "stdin": subprocess.DEVNULL if stdio.stdin is None else stdio.stdin,
+                "stdout": subprocess.DEVNULL if stdio.stdout is None else stdio.stdout,
+                "stderr": subprocess.DEVNULL if stdio.stderr is None else stdio.stderr,
+            }
+        try:
+            proc = subprocess.run([*self.argv, *options, *args], **streams, pass_fds=(log_fd,),
+                                  timeout=timeout)
+        except FileNotFoundError:
+            raise Unavailable(f"OCI runtime {self.argv[0]!r} not found") from None
+        except subprocess.TimeoutExpired:
+            raise Unavailable(f"OCI runtime {self.name} {args[0]} timed out") from None
+        if stdio is not None:
+            return proc.returncode, "", ""
+        return (proc.returncode, proc.stdout.decode(errors="replace"),
+                proc.stderr.decode(errors="replace").strip())
 
 
 class BuiltinRuntime(OCIRuntime):
@@ -199,25 +206,11 @@ class BuiltinRuntime(OCIRuntime):
     start and the imports on every container start.
     """
 
-    def _call(self, args: list[str], container_id: str, *, stdio: Stdio | None = None,
-              timeout: float | None | str = "default", exit_status: bool = False):
+    def _run(self, options: list[str], args: list[str], stdio: Stdio | None, log_fd: int,
+             timeout: float | None) -> tuple[int, str, str]:
         if stdio is None or timeout is not None or not single_threaded():
-            return super()._call(args, container_id, stdio=stdio, timeout=timeout,
-                                 exit_status=exit_status)
-        log_fd = os.memfd_create("oci-log", os.MFD_CLOEXEC)
-        try:
-            argv = ["--root", self.state_root, "--log", f"/proc/self/fd/{log_fd}",
-                    "--log-format", "json", *args]
-            returncode = _run_forked(argv, stdio, log_fd)
-            error = _last_error(os.pread(log_fd, 1 << 20, 0))
-        finally:
-            os.close(log_fd)
-        if exit_status and not error:
-            return returncode
-        if returncode != 0 or error and exit_status:
-            message = error or f"{self.name} {args[0]} failed with exit status {returncode}"
-            raise _translate(message, container_id)
-        return ""
+            return super()._run(options, args, stdio, log_fd, timeout)
+        return _run_forked([*options, *args], stdio, log_fd), "", ""
 
     def _lifecycle(self, operation: str, container_id: str, *args):
         from berth.runtime.builtin import lifecycle
