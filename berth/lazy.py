@@ -32,3 +32,10 @@ def lazy_import(name: str) -> ModuleType:
     if parent:
         setattr(sys.modules[parent], child, module)
     return module
+
+
+def load_all() -> None:
+    """Run every module bound by `lazy_import` and not yet loaded (what a
+    process that forks workers does once, so that none of them must)."""
+    for module in list(sys.modules.values()):
+        getattr(module, "__name__", None)     # any attribute runs a lazy module

@@ -13,3 +13,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+# pip's `berth` script starts a full interpreter (site and its .pth files)
+# and imports berth for every command; the launcher starts a bare one that
+# hands the command to a warm berth (berth/cli/launcher.py says how).
+(cd / && python3 - <<'PY'
+from importlib.metadata import distribution
+from berth.cli.launcher import script
+[path] = [f.locate() for f in distribution("berth").files if f.name == "berth" and f.parts[-2] == "bin"]
+path.write_text(script())
+path.chmod(0o755)
+PY
+)

@@ -9,6 +9,7 @@ import sys
 import berth
 from berth import errors
 from berth.cli.commands import COMMANDS, command_modules
+from berth.cli.launcher import command_word
 from berth.cli.parser import CommandParser, OnlyCommand, UsageError
 
 # Docker's exit codes: 125 when the engine fails to run a container, 126
@@ -17,24 +18,6 @@ from berth.cli.parser import CommandParser, OnlyCommand, UsageError
 EXIT_USAGE = 125
 EXIT_FAILURE = 1
 EXIT_BY_ERROR = {errors.NotExecutable: 126, errors.CommandNotFound: 127}
-
-
-# Global flags that take a value, for finding the command word before parsing.
-_VALUE_FLAGS = ("--root", "-H", "--host")
-
-
-def command_word(argv: list[str]) -> str | None:
-    """The command named in argv (`run` in `berth --root R run ...`), if any."""
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in _VALUE_FLAGS:
-            i += 2
-        elif arg.startswith("-"):
-            i += 1
-        else:
-            return arg
-    return None
 
 
 def build_parser(command: str | None = None) -> CommandParser:

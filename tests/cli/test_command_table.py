@@ -5,7 +5,8 @@ import importlib
 import pytest
 
 from berth.cli.commands import COMMANDS, MODULES
-from berth.cli.main import build_parser, command_word
+from berth.cli.launcher import command_word
+from berth.cli.main import build_parser
 from berth.cli.parser import CommandParser
 
 
