@@ -17,7 +17,10 @@ CACHE = Path(os.environ.get("BERTH_BENCH_CACHE", "/var/cache/berth-bench"))
 
 
 def berth_cmd(root: Path) -> list[str]:
-    return [sys.executable, "-m", "berth", "--root", str(root)]
+    """`berth --root ROOT` as the installed script runs it: the launcher, served
+    by the warm CLI server (started by the first command: the warm-up runs)."""
+    from berth.cli.launcher import command
+    return [*command(), "--root", str(root)]
 
 
 def timed(cmd: list[str], env=None, stdin=None) -> float:

@@ -3,9 +3,16 @@ by a name no other folder's conftest shadows)."""
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from berth.cli.launcher import command as launcher_command
+
+
+def berth_argv(root: Path | None = None) -> list[str]:
+    """argv of `berth` as the installed command runs it (the launcher: a warm
+    server forks the command, or it runs in-process with BERTH_CLI_SERVER=0)."""
+    return [*launcher_command(), *(["--root", str(root)] if root is not None else [])]
 
 
 class Berth:
@@ -15,7 +22,7 @@ class Berth:
         self.root = root
 
     def __call__(self, *args, input=None, check=True, timeout=120, env=None, binary=False):
-        cmd = [sys.executable, "-m", "berth", "--root", str(self.root), *map(str, args)]
+        cmd = [*berth_argv(self.root), *map(str, args)]
         p = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout,
                            env={**os.environ, **(env or {})},
                            text=not (binary or isinstance(input, bytes)))

@@ -4,6 +4,8 @@ import os
 import shutil
 import subprocess
 import tarfile
+import tempfile
+import time
 import io
 from pathlib import Path
 
@@ -116,13 +118,34 @@ def _test_supervisors() -> list[str]:
     return [line for line in out.splitlines() if "/pytest-of-" in line]
 
 
+def _cli_servers(directory: str) -> list[str]:
+    out = subprocess.run(["pgrep", "-af", "berth.cli.warmserver"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if directory in line]
+
+
 def pytest_sessionstart(session):
     session.config._berth_cgroups_before = _berth_cgroups()
+    # The suite's `berth` commands share a warm CLI server of their own, stopped at the end.
+    os.environ["BERTH_CLI_SERVER_DIR"] = tempfile.mkdtemp(prefix="berth-cli-test-")
+
+
+def _stop_cli_server() -> list[str]:
+    """Stop the suite's CLI server; what is still running after 10 s."""
+    from berth.cli.launcher import stop_server
+
+    directory = os.environ["BERTH_CLI_SERVER_DIR"]
+    stop_server()
+    deadline = time.monotonic() + 10
+    while (left := _cli_servers(directory)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not left:
+        shutil.rmtree(directory, ignore_errors=True)
+    return left
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Fail the run if any test left mounts, cgroups or supervisors behind."""
-    leaks = _test_mounts() + _test_supervisors() + sorted(
+    """Fail the run if any test left mounts, cgroups, supervisors or a CLI server behind."""
+    leaks = _stop_cli_server() + _test_mounts() + _test_supervisors() + sorted(
         _berth_cgroups() - getattr(session.config, "_berth_cgroups_before", set()))
     if leaks:
         print("\nLEAKS left by the test suite:\n  " + "\n  ".join(leaks))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from berthtest import wait_for  # noqa: F401 - the API tests import it from here
+from berthtest import berth_argv, wait_for  # noqa: F401 - the API tests import it from here
 
 DOCKER = shutil.which("docker")
 
@@ -131,7 +131,7 @@ class ApiDaemon:
 
 
 def berth_cli(root: Path, *args, check: bool = True, timeout: float = 120):
-    p = subprocess.run([sys.executable, "-m", "berth", "--root", str(root), *map(str, args)],
+    p = subprocess.run([*berth_argv(root), *map(str, args)],
                        capture_output=True, text=True, timeout=timeout)
     if check and p.returncode != 0:
         raise AssertionError(f"berth {' '.join(map(str, args))} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")

@@ -16,6 +16,7 @@ from apitest import wait_for
 from berth import errors
 from berth.api.client import RemoteEngine
 from berth.container import protocol as proto
+from berthtest import berth_argv
 
 
 @pytest.fixture
@@ -120,14 +121,14 @@ def test_exec_through_the_daemon(hb, box):
 
 def test_exec_with_a_terminal(hb, box):
     import pexpect
-    cmd = ["-m", "berth", "-H", hb.host]
-    p = pexpect.spawn(sys.executable, [*cmd, "exec", "-t", box, "sh", "-c", "tty; stty size; exit 3"],
+    cmd = [*berth_argv(), "-H", hb.host]
+    p = pexpect.spawn(cmd[0], [*cmd[1:], "exec", "-t", box, "sh", "-c", "tty; stty size; exit 3"],
                       env=hb.env, dimensions=(33, 101), timeout=30)
     p.expect(pexpect.EOF)
     p.close()
     assert b"/dev/pts/" in p.before and b"33 101" in p.before
     assert p.exitstatus == 3
-    p = pexpect.spawn(sys.executable, [*cmd, "exec", "-it", box, "sh"], env=hb.env, timeout=30)
+    p = pexpect.spawn(cmd[0], [*cmd[1:], "exec", "-it", box, "sh"], env=hb.env, timeout=30)
     p.expect(b"# ")
     p.sendline(b"echo $((6*7))")
     p.expect(b"42")

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from berthtest import wait_for
+from berthtest import berth_argv, wait_for
 
 
 def test_run_output_and_exit_codes(berth, bb):
@@ -221,8 +221,7 @@ def test_crun_refusal_is_one_line(berth, bb):
 def test_signals_are_proxied_and_logs_follow(berth, bb):
     import signal as sig
     import subprocess
-    import sys
-    proc = subprocess.Popen([sys.executable, "-m", "berth", "--root", str(berth.root), "run", "--rm", bb,
+    proc = subprocess.Popen([*berth_argv(berth.root), "run", "--rm", bb,
                              "sh", "-c", 'trap "echo got-int; exit 3" INT; echo ready; '
                                          "while true; do sleep 0.1; done"],
                             stdout=subprocess.PIPE, text=True)

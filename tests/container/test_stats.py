@@ -9,13 +9,13 @@ import re
 import select
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 from berth.cli.commands import cp_stats
 from berth.container import stats as cstats
+from berthtest import berth_argv
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -84,7 +84,7 @@ def test_unknown_container(berth):
 @needs_root
 def test_streaming_redraws_each_second(berth, ctr):
     ctr("--name", "streamed")
-    cmd = [sys.executable, "-m", "berth", "--root", str(berth.root), "stats", "streamed"]
+    cmd = [*berth_argv(berth.root), "stats", "streamed"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
     try:
         text, deadline = b"", time.monotonic() + 20

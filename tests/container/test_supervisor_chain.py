@@ -3,14 +3,13 @@ lean idle loop (berth.container.pump) and back keep every behaviour."""
 
 import json
 import subprocess
-import sys
 import time
 
 import pexpect
 
 from berth.container.logs import encode_entry, parse_time
 from berth.container.pump import HANDOFF_AFTER
-from berthtest import supervisor_phase, wait_for
+from berthtest import berth_argv, supervisor_phase, wait_for
 
 # Longer than the hand-over delay of an attached run.
 PAST_HANDOFF = HANDOFF_AFTER + 1.0
@@ -82,7 +81,7 @@ def test_attached_run_across_the_hand_over(berth, bb):
 
 
 def test_stdin_after_the_hand_over(berth, bb):
-    proc = subprocess.Popen([sys.executable, "-m", "berth", "--root", str(berth.root), "run", "-i", "--rm",
+    proc = subprocess.Popen([*berth_argv(berth.root), "run", "-i", "--rm",
                              bb, "sh", "-c", "read line; echo got:$line; cat"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -97,7 +96,7 @@ def test_stdin_after_the_hand_over(berth, bb):
 
 
 def test_terminal_resize_after_the_hand_over(berth, bb):
-    child = pexpect.spawn(sys.executable, ["-m", "berth", "--root", str(berth.root), "run", "-it", "--rm",
+    child = pexpect.spawn(berth_argv()[0], [*berth_argv(berth.root)[1:], "run", "-it", "--rm",
                                            bb, "sh"], timeout=20, encoding="utf-8", dimensions=(30, 100))
     try:
         child.expect("# ")

@@ -4,14 +4,14 @@ that must leave nothing behind."""
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pexpect
+from berthtest import berth_argv
 
 
 def spawn(berth, *args):
-    return pexpect.spawn(sys.executable, ["-m", "berth", "--root", str(berth.root), *args],
+    return pexpect.spawn(berth_argv()[0], [*berth_argv(berth.root)[1:], *args],
                          timeout=20, encoding="utf-8", dimensions=(30, 100))
 
 

@@ -14,6 +14,7 @@ import pexpect
 import pytest
 
 from reg_testlib import build_image, layer_tar, put_manifest, upload_blob
+from berthtest import berth_argv
 
 PASSWORD = "s3cret-Pa55"
 LAYER = layer_tar({"hello": b"hi\n"})
@@ -74,7 +75,7 @@ def test_login_flags(rberth, basic):
 
 def test_login_prompts_on_a_terminal(rberth, basic, reg_env):
     env = {**os.environ, **reg_env}
-    child = pexpect.spawn(sys.executable, ["-m", "berth", "--root", str(rberth.root), "login", basic.host],
+    child = pexpect.spawn(berth_argv()[0], [*berth_argv(rberth.root)[1:], "login", basic.host],
                           env=env, timeout=60, encoding="utf-8")
     try:
         child.expect_exact("Username: ")

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 
 import pytest
+from berthtest import berth_argv
 
 pytestmark = pytest.mark.skipif(not shutil.which("unshare"), reason="unshare (util-linux) is missing")
 
@@ -20,7 +20,7 @@ HUB = 'Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docke
 
 
 def offline(b, *args, env=None):
-    cmd = ["unshare", "--net", sys.executable, "-m", "berth", "--root", str(b.root), *args]
+    cmd = ["unshare", "--net", *berth_argv(b.root), *args]
     start = time.monotonic()
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
                        env={**os.environ, **(env or {})})

@@ -7,12 +7,12 @@ import os
 import platform
 import signal
 import subprocess
-import sys
 import tarfile
 import time
 
 import pytest
 
+from berthtest import berth_argv
 from reg_testlib import (ThrottledProxy, build_image, layer_tar, publish, publish_index, random_bytes,
                          sha, wait_for)
 
@@ -222,7 +222,7 @@ def test_killed_pull_leaves_no_half_layer(rberth, registry, reg_env, tmp_path):
     proxy = ThrottledProxy(registry.port, bytes_per_second=3 << 20)
     try:
         name = f"{proxy.host}/big:1"
-        proc = subprocess.Popen([sys.executable, "-m", "berth", "--root", str(rberth.root), "pull", name],
+        proc = subprocess.Popen([*berth_argv(rberth.root), "pull", name],
                                 env={**os.environ, **reg_env}, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True)
         try:
@@ -266,7 +266,7 @@ def test_progress_bars_on_a_terminal(rberth, registry, reg_env):
     proxy = ThrottledProxy(registry.port, bytes_per_second=2 << 20)
     try:
         name = f"{proxy.host}/bars:1"
-        child = pexpect.spawn(sys.executable, ["-m", "berth", "--root", str(rberth.root), "pull", name],
+        child = pexpect.spawn(berth_argv()[0], [*berth_argv(rberth.root)[1:], "pull", name],
                               env={**os.environ, **reg_env}, timeout=60, dimensions=(40, 120))
         child.expect_exact(b"Downloading ")
         child.expect(rb"\d+\.\d/4\.2 MB")   # after the bar, its byte counts

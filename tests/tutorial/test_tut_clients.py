@@ -4,11 +4,11 @@ published port, neither able to reach the other's address and port."""
 
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from tutlib import fetch, free_port  # noqa: E402
+from berthtest import berth_argv
 
 CLIENTS = Path(__file__).resolve().parents[2] / "examples" / "clients"
 # Exits 0 when a TCP connection to argv[1]:80 succeeds within 3 s, 3 when
@@ -32,7 +32,7 @@ def test_clients_side_by_side_and_isolated(berth, root, clients):
     berth("mkimage", "-q", "debian:bookworm", timeout=600)
     ports, addresses = {}, {}
     for name in clients:
-        build = subprocess.run([sys.executable, "-m", "berth", "--root", str(root), "build", "-q",
+        build = subprocess.run([*berth_argv(root), "build", "-q",
                                 "-t", f"{name}_img", name], cwd=CLIENTS, capture_output=True, text=True,
                                timeout=600, check=False)
         assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]

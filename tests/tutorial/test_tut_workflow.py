@@ -10,7 +10,6 @@ from PyPI every time, into a fresh state root.
 """
 
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +18,7 @@ from pathlib import Path
 import pexpect
 import pytest
 from tutlib import fetch, free_port  # noqa: E402
+from berthtest import berth_argv
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "tutorial"
@@ -27,7 +27,7 @@ NAME = "my_application_instance"
 
 def berth_in(root: Path, cwd: Path, *args, timeout: float) -> subprocess.CompletedProcess:
     """The berth CLI run from `cwd` (the README's `cd examples/tutorial`)."""
-    p = subprocess.run([sys.executable, "-m", "berth", "--root", str(root), *map(str, args)],
+    p = subprocess.run([*berth_argv(root), *map(str, args)],
                        cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
     assert p.returncode == 0, f"berth {' '.join(map(str, args))} exited {p.returncode}:\n" \
                               f"{p.stdout[-4000:]}\n{p.stderr[-4000:]}"
@@ -60,7 +60,7 @@ def test_tutorial_workflow(berth, root, instance):
     # Attach to its terminal: what is typed comes back through the
     # container's tty (its line discipline echoes), then Ctrl-P Ctrl-Q
     # detaches and leaves the application running.
-    child = pexpect.spawn(sys.executable, ["-m", "berth", "--root", str(root), "attach", instance],
+    child = pexpect.spawn(berth_argv()[0], [*berth_argv(root)[1:], "attach", instance],
                           timeout=20, encoding="utf-8", dimensions=(24, 80))
     try:
         time.sleep(0.5)
