@@ -4,13 +4,16 @@ search, and the pull that `run` and `build` do when an image is missing."""
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
 from berth.errors import InvalidArgument, NotFound
+from berth.image import mediatypes as mt
 from berth.image.reference import Reference, parse
 from berth.image.store import Image, ImageStore
+from berth.layer.ingest import compress_layer
 from berth.layer.snapshots import LayerCache
 from berth.registry import search as searchmod
 from berth.registry.auth import Credentials, RegistryAuth, TokenCache, scope
@@ -129,6 +132,7 @@ class RegistryService:
                 raise NotFound(f"tag does not exist: {ref.familiar()}")
             targets = [(ref, image)]
         progress(Progress(f"The push refers to repository [{ref.name}]"))
+        targets = [(target, self._distributable(image)) for target, image in targets]
         sources = self._mount_sources(ref, [image for _, image in targets])
         scopes = [scope(ref.path, "pull", "push")]
         scopes += sorted({scope(s, "pull") for repos in sources.values() for s in repos})
@@ -142,6 +146,27 @@ class RegistryService:
                 self._record_push(image, target, result.digest)
                 results.append(result)
         return results
+
+    def _distributable(self, image: Image) -> Image:
+        """The image with every layer gzip-compressed, as registries get them.
+
+        Layers built, committed, imported or loaded are stored plain; they are
+        compressed here, once (Docker compresses on each push), and the image
+        keeps the compressed blobs and the manifest naming them, so the digest
+        the registry reports is the image's own and the next push is quick.
+        """
+        layers = self.store.layers(image)
+        plain = [layer for layer in layers if layer.media_type in mt.UNCOMPRESSED_LAYERS]
+        if not plain:
+            return image
+        with self.store.ingestion() as added:
+            with ThreadPoolExecutor(max_workers=min(len(plain), os.cpu_count() or 1)) as pool:
+                compressed = dict(zip((layer.digest for layer in plain),
+                                      pool.map(lambda layer: compress_layer(layer, self.store.blobs, added),
+                                               plain)))
+            image, dropped = self.store.relayer(image, [compressed.get(layer.digest, layer) for layer in layers])
+        self.store.remove_unreferenced(dropped)
+        return image
 
     def _mount_sources(self, ref: Reference, images: list[Image]) -> dict[str, list[str]]:
         """Other repositories of the same registry known to hold each layer: those

@@ -3,7 +3,8 @@
 What `save` writes is both at once, as Docker 25+ does: an OCI layout
 (`oci-layout`, `index.json`, `blobs/sha256/...`) plus the legacy
 `manifest.json` and `repositories` that older `docker load` reads.  Layer
-blobs are written as stored (gzip); every `docker load` decompresses them.
+blobs are written as stored: plain tar as Docker writes them, gzip for
+layers pulled that way (`docker load` takes both).
 
 What `load` reads is either: Docker's archives of any age (`manifest.json`,
 layers as `<id>/layer.tar` or blobs), or an OCI layout without manifest.json

@@ -60,8 +60,8 @@ def rfc3339_nano(ns: int) -> str:
 
 @dataclass(frozen=True)
 class LayerDescriptor:
-    """One layer as stored: the compressed blob and the tar it expands to."""
-    digest: str        # the blob (compressed as stored)
+    """One layer as stored: the blob (gzip as pulled, else plain) and the tar it is."""
+    digest: str        # the blob, as stored
     diff_id: str       # sha256 of the uncompressed tar
     size: int          # uncompressed bytes
     compressed_size: int
@@ -127,7 +127,8 @@ def build_manifest(config_bytes: bytes, layers: list[LayerDescriptor],
             "size": len(config_bytes),
         },
         "layers": [
-            {"mediaType": layer.media_type if oci else mt.DOCKER_LAYER_GZIP,
+            {"mediaType": layer.media_type if oci else mt.DOCKER_LAYER_TYPES.get(layer.media_type,
+                                                                                 layer.media_type),
              "digest": layer.digest, "size": layer.compressed_size}
             for layer in layers
         ],

@@ -12,9 +12,13 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
 DOCKER_LAYER_FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 
 MANIFESTS = {OCI_MANIFEST, DOCKER_MANIFEST}
+UNCOMPRESSED_LAYERS = {OCI_LAYER, DOCKER_LAYER}
+# A layer's type in a Docker schema2 manifest, by its OCI type.
+DOCKER_LAYER_TYPES = {OCI_LAYER: DOCKER_LAYER, OCI_LAYER_GZIP: DOCKER_LAYER_GZIP}
 INDEXES = {OCI_INDEX, DOCKER_MANIFEST_LIST}
 FOREIGN_LAYERS = {DOCKER_LAYER_FOREIGN, OCI_LAYER_NONDIST_GZIP,
                   "application/vnd.oci.image.layer.nondistributable.v1.tar"}

@@ -123,6 +123,32 @@ class ImageStore:
                              (str(repo_digest), image_id))
         return self.get(image_id)
 
+    def relayer(self, image: Image, layers: list[cfgmod.LayerDescriptor]) -> tuple[Image, list[str]]:
+        """Point `image` at other blobs of the same layers (a compressed copy, for
+        a registry) under a new manifest of its manifest's media type; also
+        returns the blobs it no longer names, for `remove_unreferenced` once
+        the caller's `ingestion()` (held around writing the new blobs) ends.
+        """
+        if [layer.diff_id for layer in layers] != cfgmod.diff_ids(self.config(image)):
+            raise InvalidArgument("layers do not match the image config's diff_ids")
+        manifest = cfgmod.build_manifest(self.blobs.read(image.id), layers, image.manifest_media_type)
+        manifest_digest = self.blobs.put(manifest)
+        keep = {image.id, manifest_digest, *(lay.digest for lay in layers)}
+        with self.db.transaction() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO layers(digest, diff_id, size, media_type) VALUES (?,?,?,?)",
+                [(lay.digest, lay.diff_id, lay.size, lay.media_type) for lay in layers])
+            conn.execute("UPDATE images SET manifest_digest=? WHERE id=?", (manifest_digest, image.id))
+            dropped = [r[0] for r in conn.execute("SELECT digest FROM image_blobs WHERE image_id=?", (image.id,))
+                       if r[0] not in keep]
+            conn.executemany("DELETE FROM image_blobs WHERE image_id=? AND digest=?",
+                             [(image.id, d) for d in dropped])
+            conn.executemany("INSERT OR IGNORE INTO image_blobs(image_id, digest) VALUES (?,?)",
+                             [(image.id, d) for d in keep])
+            conn.executemany("DELETE FROM layers WHERE digest=? AND NOT EXISTS"
+                             " (SELECT 1 FROM image_blobs WHERE digest=?)", [(d, d) for d in dropped])
+        return self.get(image.id), dropped
+
     def tag(self, image_id: str, ref: Reference) -> None:
         with self.db.transaction() as conn:
             self._tag(conn, image_id, ref, time.time())

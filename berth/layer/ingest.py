@@ -3,8 +3,11 @@
 Whatever arrives (plain tar, gzip, from a file, an archive member or a
 socket) is read once: the uncompressed bytes are hashed into the diff ID and
 checked member by member for hostile paths while the blob is written.  Gzip
-input is stored as received, so pulled blobs keep their registry digest;
-plain input is gzip-compressed on the way in.
+input is stored as received, so pulled blobs keep their registry digest.
+Plain input (build steps, commit, import, load) is stored plain, as Docker's
+layer store keeps it: compressing a build step's layer cost more than
+running most steps, and only a registry wants it compressed, so push
+compresses (`compress_layer`), as Docker's push does.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from berth.store.blobs import BlobStore
 
 CHUNK = 1 << 20
 # Level 1 costs a few percent of size and is several times faster than 6;
-# layers are recompressed only when they arrive uncompressed.
+# layers are compressed only on their way to a registry.
 GZIP_LEVEL = 1
 _GZIP_MAGIC = b"\x1f\x8b"
 _UNSUPPORTED = {b"BZh": "bzip2", b"\xfd7zXZ": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
@@ -87,21 +90,19 @@ class _Background:
 
 
 class _PlainTee:
-    """Reads plain tar bytes, feeding the diff hash and a gzip blob writer."""
+    """Reads plain tar bytes into the blob writer (whose digest is the diff ID)."""
+
+    media_type = mt.OCI_LAYER
 
     def __init__(self, src, writer):
         self._src = src
-        self.diff = hashlib.sha256()
         self.size = 0
-        comp = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
-
-        def sink(chunk):
-            self.diff.update(chunk)
-            writer.write(comp.compress(chunk))
-
-        self._comp = comp
         self._writer = writer
-        self._bg = _Background(sink)
+        self._bg = _Background(writer.write)
+
+    @property
+    def diff_id(self) -> str:
+        return self._writer.digest
 
     def read(self, n=-1):
         data = self._src.read(n if n and n > 0 else CHUNK)
@@ -114,7 +115,6 @@ class _PlainTee:
         while self.read(CHUNK):
             pass
         self.close()
-        self._writer.write(self._comp.flush())
 
     def close(self):
         if self._bg is not None:
@@ -124,6 +124,8 @@ class _PlainTee:
 
 class _GzipTee:
     """Reads gzip bytes into the blob writer, yielding the decompressed tar."""
+
+    media_type = mt.OCI_LAYER_GZIP
 
     def __init__(self, src, writer):
         self._src = src
@@ -165,6 +167,10 @@ class _GzipTee:
         out, self._buf = self._buf[:want], self._buf[want:]
         return out
 
+    @property
+    def diff_id(self) -> str:
+        return "sha256:" + self.diff.hexdigest()
+
     def drain(self):
         while self.read(CHUNK):
             pass
@@ -174,7 +180,7 @@ class _GzipTee:
 
 
 def ingest_layer(src: BinaryIO, blobs: BlobStore, added: list[str] | None = None) -> LayerDescriptor:
-    """Store one layer tar (plain or gzip) as a gzip blob; validate it on the way.
+    """Store one layer tar (plain or gzip) as it comes; validate it on the way.
 
     The digest is appended to `added` when the blob was not stored before, so
     that a caller whose operation fails later can remove what it brought in.
@@ -194,6 +200,22 @@ def ingest_layer(src: BinaryIO, blobs: BlobStore, added: list[str] | None = None
         digest = writer.commit()
         if added is not None and writer.created:
             added.append(digest)
-        return LayerDescriptor(digest=digest, diff_id="sha256:" + tee.diff.hexdigest(),
-                               size=tee.size, compressed_size=writer.size,
-                               media_type=mt.OCI_LAYER_GZIP)
+        return LayerDescriptor(digest=digest, diff_id=tee.diff_id, size=tee.size,
+                               compressed_size=writer.size, media_type=tee.media_type)
+
+
+def compress_layer(layer: LayerDescriptor, blobs: BlobStore, added: list[str] | None = None) -> LayerDescriptor:
+    """A gzip copy of a layer stored plain, as a blob of its own (for a registry).
+
+    `added` as for `ingest_layer`.
+    """
+    comp = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+    with blobs.open(layer.digest) as src, blobs.writer() as writer:
+        while chunk := src.read(CHUNK):
+            writer.write(comp.compress(chunk))
+        writer.write(comp.flush())
+        digest = writer.commit()
+        if added is not None and writer.created:
+            added.append(digest)
+    return LayerDescriptor(digest=digest, diff_id=layer.diff_id, size=layer.size,
+                           compressed_size=writer.size, media_type=mt.OCI_LAYER_GZIP)

@@ -41,6 +41,25 @@ def test_push_prints_docker_lines_and_keeps_the_manifest(rberth, registry, bb_im
     assert f"{registry.host}/team/bb@{manifest_digest}" in again["RepoDigests"]
 
 
+def test_layers_are_stored_plain_and_pushed_gzip(rberth, registry, bb_image):
+    """Like Docker: a local image's layers are plain tar (no compression in
+    builds and imports), and a push sends them gzip-compressed."""
+    name = f"{registry.host}/plain/bb:1"
+    bb_image(name)
+    layers = ImageStore(State(rberth.root)).layers(ImageStore(State(rberth.root)).find(name))
+    assert [layer.media_type for layer in layers] == ["application/vnd.oci.image.layer.v1.tar"]
+    assert layers[0].digest == layers[0].diff_id
+    rberth("push", name)
+    store = ImageStore(State(rberth.root))
+    [pushed] = store.layers(store.find(name))
+    assert pushed.media_type == "application/vnd.oci.image.layer.v1.tar+gzip"
+    assert pushed.diff_id == layers[0].diff_id and blob(rberth.root, pushed.digest)[:2] == b"\x1f\x8b"
+    assert not (rberth.root / "blobs" / "sha256" / layers[0].digest.split(":")[1]).exists()
+    with registry.http() as c:
+        r = c.get(f"/v2/plain/bb/blobs/{pushed.digest}")
+    assert r.status_code == 200 and r.content == blob(rberth.root, pushed.digest)
+
+
 def test_second_push_finds_layers_present(rberth, registry, bb_image):
     name = f"{registry.host}/bb:1"
     bb_image(name)
