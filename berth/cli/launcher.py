@@ -128,7 +128,7 @@ def main() -> None:
     except OSError:
         direct(argv)
     key = server_key(env)
-    for attempt in range(2):
+    for _attempt in range(2):
         try:
             conn = connect(env, key, start=True)
         except OSError:
