@@ -14,8 +14,9 @@ ended: the same exit code, or killed by the same signal.
 So this module runs under `python -I -S` and imports only built-in modules
 (posix, _socket, _signal, fcntl: not even os).  Whenever the warm path is
 not available (`BERTH_CLI_SERVER=0`, `berth daemon`, a closed stdio
-descriptor, a server that cannot start) it runs the CLI itself, in a full
-interpreter, as `python -m berth` would.
+descriptor, a server that cannot start, a caller the server refuses to
+stand in for: other namespaces, credentials or capabilities) it runs the
+CLI itself, in a full interpreter, as `python -m berth` would.
 
 One server per user, interpreter, berth checkout and PYTHON* environment
 (the key), listening on a SOCK_SEQPACKET socket in a 0700 directory:
