@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from lib import REPO, Comparison, berth_cmd, debian_rootfs_tar, report, timed
+from lib import REPO, Comparison, berth_cmd, debian_rootfs_tar, remove_state, report, timed
 from dockerd import running_dockerd
 
 IMAGE = "my_application_img"
@@ -92,7 +92,7 @@ def main() -> None:
                 print(f"run {i + 1}: no-op {noop.berth[-1]:.2f} s vs {noop.docker[-1]:.2f} s, "
                       f"app.py {changed.berth[-1]:.1f} s vs {changed.docker[-1]:.1f} s", flush=True)
     finally:
-        subprocess.run(["umount", "-R", "-l", str(work / "state")], capture_output=True, check=False)
+        remove_state(work / "state")
         shutil.rmtree(work, ignore_errors=True)
     print(report("Build", [noop, changed, cold],
                  "The tutorial's Dockerfile (examples/tutorial): apt-get update, two apt-get installs, "

@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lib import Comparison, berth_cmd, report, timed
+from lib import Comparison, berth_cmd, remove_state, report, timed
 from conftest import busybox_rootfs_tar
 from dockerd import running_dockerd
 
@@ -143,6 +143,7 @@ def main() -> None:
             leftovers = subprocess.run([*berth, "ps", "-aq"], capture_output=True, text=True).stdout.split()
             if leftovers:
                 subprocess.run([*berth, "rm", "-f", *leftovers], capture_output=True)
+        remove_state(root)
         shutil.rmtree(work, ignore_errors=True)
 
     def row(name: str, m: dict) -> str:

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lib import Comparison, berth_cmd, report, timed
+from lib import Comparison, berth_cmd, remove_state, report, timed
 from conftest import busybox_rootfs_tar
 from dockerd import running_dockerd
 
@@ -83,6 +83,7 @@ def main() -> None:
         leftovers = subprocess.run([*berth_cmd(root), "ps", "-aq"], capture_output=True, text=True).stdout.split()
         if leftovers:
             subprocess.run([*berth_cmd(root), "rm", "-f", *leftovers], capture_output=True)
+        remove_state(root)
         shutil.rmtree(work, ignore_errors=True)
 
     med_b, med_d = statistics.median(run_rm.berth), statistics.median(run_rm.docker)

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from lib import Comparison, berth_cmd, debian_rootfs_tar, report, timed
+from lib import Comparison, berth_cmd, debian_rootfs_tar, remove_state, report, timed
 from dockerd import running_dockerd
 
 
@@ -44,6 +44,7 @@ def main() -> None:
                 subprocess.run([*berth, "rmi", "bench/debian:1"], check=True, capture_output=True)
                 subprocess.run(["docker", "rmi", "bench/debian:1"], check=True, capture_output=True, env=denv)
     finally:
+        remove_state(root)
         shutil.rmtree(work, ignore_errors=True)
     print(report("Images", [imp, save, load],
                  f"Input: a debootstrap bookworm minbase rootfs, {size_mb:.0f} MB tar. "

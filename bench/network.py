@@ -31,7 +31,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from lib import berth_cmd, publish
+from lib import berth_cmd, publish, remove_state
 from conftest import busybox_rootfs_tar
 
 PAGE = "x" * 600
@@ -136,6 +136,7 @@ def main() -> None:
             subprocess.run(["docker", "rm", "-f", "web"], env=denv, capture_output=True)
     finally:
         subprocess.run([*berth, "rm", "-f", "web"], capture_output=True)
+        remove_state(work / "state")
         shutil.rmtree(work, ignore_errors=True)
     medians = {name: statistics.median(values) for name, values in results.items()}
     lines = ["### Network", "",

@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lib import REPO, Comparison, berth_cmd, debian_rootfs_tar, report, timed
+from lib import REPO, Comparison, berth_cmd, debian_rootfs_tar, remove_state, report, timed
 from dockerd import running_dockerd
 
 sys.path.insert(0, str(REPO / "tests" / "registry"))
@@ -74,7 +74,7 @@ def main() -> None:
     finally:
         for reg in registries:
             reg.stop()
-        subprocess.run(["umount", "-R", "-l", str(work / "state")], capture_output=True)
+        remove_state(work / "state")
         shutil.rmtree(work, ignore_errors=True)
     print(report("Registry", [push, pull, pull_run],
                  f"Input: a debootstrap bookworm minbase rootfs, {size_mb:.0f} MB tar, imported into each "

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lib import REPO, berth_cmd, publish
+from lib import REPO, berth_cmd, publish, remove_state
 from network import free_port, namespaced_dockerd
 
 IMAGE = "my_application_img"
@@ -133,6 +133,7 @@ def main() -> None:
         subprocess.run([*berth, "rm", "-f", name], capture_output=True, check=False)
         if not args.root:
             subprocess.run([*berth, "network", "prune", "-f"], capture_output=True, check=False)
+            remove_state(work / "state")
         shutil.rmtree(work, ignore_errors=True)
     b, d = targets
     rps = {t.name: statistics.median(t.rps) for t in targets}

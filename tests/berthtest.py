@@ -2,17 +2,31 @@
 by a name no other folder's conftest shadows)."""
 
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
 from berth.cli.launcher import command as launcher_command
+from berth.container.paths import run_dir
 
 
 def berth_argv(root: Path | None = None) -> list[str]:
     """argv of `berth` as the installed command runs it (the launcher: a warm
     server forks the command, or it runs in-process with BERTH_CLI_SERVER=0)."""
     return [*launcher_command(), *(["--root", str(root)] if root is not None else [])]
+
+
+def remove_state(root: Path) -> None:
+    """Delete a state root and its run directory under /run/berth, unmounting
+    first whatever a failure left mounted below either."""
+    run = run_dir(root)
+    with open("/proc/mounts") as f:
+        mounts = [line.split()[1] for line in f]
+    for m in sorted((m for m in mounts if m.startswith((str(root), str(run)))), reverse=True):
+        subprocess.run(["umount", "-l", m], check=False)
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(run, ignore_errors=True)
 
 
 class Berth:

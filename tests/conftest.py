@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from berthtest import Berth  # noqa: E402,F401  (a module of its own: test files import it too)
+from berthtest import Berth, remove_state  # noqa: E402,F401  (a module of its own: test files import it too)
 
 BUSYBOX = "/bin/busybox"
 
@@ -22,15 +22,7 @@ def root(tmp_path):
     d = tmp_path / "berth-root"
     d.mkdir()
     yield d
-    # Unmount anything a failing test left below the root before deleting it.
-    with open("/proc/mounts") as f:
-        mounts = [line.split()[1] for line in f]
-    for m in sorted((m for m in mounts if m.startswith(str(d))), reverse=True):
-        subprocess.run(["umount", "-l", m], check=False)
-    shutil.rmtree(d, ignore_errors=True)
-    # The root's run directory (sockets, runtime state) lives under /run/berth.
-    from berth.container.paths import run_dir
-    shutil.rmtree(run_dir(d), ignore_errors=True)
+    remove_state(d)
 
 
 @pytest.fixture
@@ -49,7 +41,7 @@ def other_berth(tmp_path):
         return b
     yield make
     for b in made:
-        shutil.rmtree(b.root, ignore_errors=True)
+        remove_state(b.root)
 
 
 def busybox_rootfs_tar(path: Path) -> Path:
