@@ -128,3 +128,21 @@ def test_the_installed_script_runs_the_launcher(tmp_path, private):
     p = subprocess.run([str(script), "--version"], env=private, capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stdout.startswith("berth version ")
     assert servers(private)
+
+
+def test_a_killed_server_is_replaced(private):
+    assert run(private, "--version").returncode == 0
+    [old] = servers(private)
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: old not in servers(private), timeout=10)
+    p = run(private, "--version")      # the socket is still there; nobody listens
+    assert p.returncode == 0 and p.stdout.startswith("berth version ")
+    assert len(servers(private)) == 1 and old not in servers(private)
+
+
+def test_concurrent_commands_each_get_their_own_worker(private, root):
+    procs = [subprocess.Popen([*berth_argv(root), "ps", "-q"], env=private, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    results = [p.communicate(timeout=60) + (p.returncode,) for p in procs]
+    assert all(code == 0 and out == "" and err == "" for out, err, code in results), results
+    assert len(servers(private)) == 1
