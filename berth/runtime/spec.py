@@ -321,6 +321,15 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class BlockDeviceLimit:
+    """A per-device block IO value: a weight, or a rate (bytes or IO per second)."""
+
+    major: int
+    minor: int
+    value: int
+
+
+@dataclass(frozen=True)
 class Resources:
     """cgroup limits, in Docker's units."""
 
@@ -337,6 +346,11 @@ class Resources:
     cpuset_mems: str | None = None
     pids_limit: int | None = None  # <= 0 means unlimited
     blkio_weight: int | None = None
+    blkio_weight_device: tuple[BlockDeviceLimit, ...] = ()
+    blkio_read_bps: tuple[BlockDeviceLimit, ...] = ()
+    blkio_write_bps: tuple[BlockDeviceLimit, ...] = ()
+    blkio_read_iops: tuple[BlockDeviceLimit, ...] = ()
+    blkio_write_iops: tuple[BlockDeviceLimit, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -786,8 +800,20 @@ def _resources(sandbox: SandboxOptions) -> dict:
         out["cpu"] = cpu
     if r.pids_limit is not None:
         out["pids"] = {"limit": r.pids_limit if r.pids_limit > 0 else -1}
+    block_io: dict = {}
     if r.blkio_weight:
-        out["blockIO"] = {"weight": r.blkio_weight}
+        block_io["weight"] = r.blkio_weight
+    if r.blkio_weight_device:
+        block_io["weightDevice"] = [{"major": d.major, "minor": d.minor, "weight": d.value}
+                                    for d in r.blkio_weight_device]
+    for key, limits in (("throttleReadBpsDevice", r.blkio_read_bps),
+                        ("throttleWriteBpsDevice", r.blkio_write_bps),
+                        ("throttleReadIOPSDevice", r.blkio_read_iops),
+                        ("throttleWriteIOPSDevice", r.blkio_write_iops)):
+        if limits:
+            block_io[key] = [{"major": d.major, "minor": d.minor, "rate": d.value} for d in limits]
+    if block_io:
+        out["blockIO"] = block_io
     return out
 
 

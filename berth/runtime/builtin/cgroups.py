@@ -42,6 +42,22 @@ def _write(path: str, value) -> None:
         os.close(fd)
 
 
+def _write_device_weight(path: str, value: str) -> None:
+    """A per-device weight; skipped where the device's IO scheduler has no
+    weights (EOPNOTSUPP: not BFQ), as Docker then discards weight devices."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise CgroupError(f"open {path}: {e.strerror}") from None
+    try:
+        os.write(fd, value.encode())
+    except OSError as e:
+        if e.errno != errno.EOPNOTSUPP:
+            raise CgroupError(f"write {value!r} to {path}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+
+
 def _unescape(field: str) -> str:
     return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n") \
         .replace("\\134", "\\")
@@ -226,11 +242,8 @@ class Cgroups:
             limit = r["pids"]["limit"]
             _write(os.path.join(pids, "pids.max"), "max" if limit <= 0 else limit)
         blkio = self._v1("blkio")
-        if blkio and (r.get("blockIO") or {}).get("weight"):
-            for name in ("blkio.weight", "blkio.bfq.weight"):
-                if os.path.exists(os.path.join(blkio, name)):
-                    _write(os.path.join(blkio, name), r["blockIO"]["weight"])
-                    break
+        if blkio and r.get("blockIO"):
+            _apply_blkio_v1(blkio, r["blockIO"])
         devices = self._v1("devices")
         if devices:
             for rule in list(r.get("devices") or ()) + list(RUNC_IMPLICIT_DEVICE_RULES):
@@ -300,9 +313,8 @@ class Cgroups:
         if (r.get("pids") or {}).get("limit") is not None:
             limit = r["pids"]["limit"]
             _write(os.path.join(path, "pids.max"), "max" if limit <= 0 else limit)
-        if (r.get("blockIO") or {}).get("weight"):
-            weight = 1 + (r["blockIO"]["weight"] - 10) * 9999 // 990
-            _write(os.path.join(path, "io.weight"), f"default {weight}")
+        if r.get("blockIO"):
+            _apply_io_v2(path, r["blockIO"])
         if r.get("devices") is not None:
             from berth.runtime.builtin.devices import DeviceFilterError, attach
             try:
@@ -417,6 +429,53 @@ class Cgroups:
                     if e.errno != errno.EBUSY or time.monotonic() > deadline:
                         raise CgroupError(f"remove cgroup {path}: {e.strerror}") from None
                     time.sleep(0.002)
+
+
+# OCI blockIO throttle keys and their v1 blkio files and v2 io.max keys.
+_THROTTLES = (("throttleReadBpsDevice", "blkio.throttle.read_bps_device", "rbps"),
+              ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device", "wbps"),
+              ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device", "riops"),
+              ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device", "wiops"))
+
+
+def _apply_blkio_v1(path: str, block_io: dict) -> None:
+    """The v1 blkio controller, as runc's BlkioGroup: the weight files of CFQ
+    (blkio.weight*) or else BFQ (blkio.bfq.weight*), skipped when the kernel's
+    scheduler has neither (Docker then discards the weights); a throttle file
+    takes one "MAJ:MIN RATE" line per device."""
+    weight_file = next((name for name in ("blkio.weight", "blkio.bfq.weight")
+                        if os.path.exists(os.path.join(path, name))), None)
+    if weight_file:
+        if block_io.get("weight"):
+            _write(os.path.join(path, weight_file), block_io["weight"])
+        for d in block_io.get("weightDevice") or ():
+            if d.get("weight"):
+                _write_device_weight(os.path.join(path, weight_file + "_device"),
+                                     f"{d['major']}:{d['minor']} {d['weight']}")
+    for key, name, _ in _THROTTLES:
+        for d in block_io.get(key) or ():
+            _write(os.path.join(path, name), f"{d['major']}:{d['minor']} {d['rate']}")
+
+
+def _apply_io_v2(path: str, block_io: dict) -> None:
+    """The v2 io controller, as runc's fs2 setIo: BFQ's io.bfq.weight when there
+    is one (per-device weights only there), else io.weight with the weight
+    converted from blkio's 10-1000 range; io.max takes "MAJ:MIN KEY=RATE"."""
+    bfq = os.path.join(path, "io.bfq.weight")
+    has_bfq = os.path.exists(bfq)
+    if block_io.get("weight"):
+        if has_bfq:
+            _write(bfq, block_io["weight"])
+        else:
+            weight = 1 + (block_io["weight"] - 10) * 9999 // 990
+            _write(os.path.join(path, "io.weight"), f"default {weight}")
+    if has_bfq:
+        for d in block_io.get("weightDevice") or ():
+            if d.get("weight"):
+                _write_device_weight(bfq, f"{d['major']}:{d['minor']} {d['weight']}")
+    for key, _, name in _THROTTLES:
+        for d in block_io.get(key) or ():
+            _write(os.path.join(path, "io.max"), f"{d['major']}:{d['minor']} {name}={d['rate']}")
 
 
 # runc's specconv.AllowedDevices, appended after the spec's own rules.
