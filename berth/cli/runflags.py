@@ -44,6 +44,20 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     a("--dns-search", action="append", default=[], help="Set custom DNS search domains")
     a("--label-file", action="append", default=[], help="Read in a line delimited file of labels")
     a("--blkio-weight", type=int, help="Block IO (relative weight), between 10 and 1000, or 0 to disable")
+    a("--blkio-weight-device", action="append", default=[],
+      help="Block IO weight (relative device weight) (DEVICE:WEIGHT)")
+    a("--device-read-bps", action="append", default=[],
+      help="Limit read rate (bytes per second) from a device (DEVICE:RATE, e.g. /dev/sda:1mb)")
+    a("--device-read-iops", action="append", default=[],
+      help="Limit read rate (IO per second) from a device (DEVICE:RATE)")
+    a("--device-write-bps", action="append", default=[],
+      help="Limit write rate (bytes per second) to a device (DEVICE:RATE, e.g. /dev/sda:1mb)")
+    a("--device-write-iops", action="append", default=[],
+      help="Limit write rate (IO per second) to a device (DEVICE:RATE)")
+    a("--cgroup-parent", help="Optional parent cgroup for the container")
+    a("--annotation", action="append", default=[],
+      help="Add an annotation to the container (passed through to the OCI runtime)")
+    a("--userns", help="User namespace to use (berth supports only \"host\")")
     a("--cpuset-mems", help="MEMs in which to allow execution (0-3, 0,1)")
     a("--memory-swappiness", type=int, help="Tune container memory swappiness (0 to 100) (default -1)")
     a("--cgroupns", choices=["host", "private"], help="Cgroup namespace to use (host|private)")
@@ -160,6 +174,63 @@ def _device(spec: str) -> dict:
 
 def _device_mode(mode: str) -> bool:
     return bool(mode) and len(mode) <= 3 and all(c in "rwm" for c in mode) and len(set(mode)) == len(mode)
+
+
+_BPS_RATE_HELP = ("The correct format is <device-path>:<number>[<unit>]. Number must be a positive integer. "
+                  "Unit is optional and can be kb, mb, or gb")
+_IOPS_RATE_HELP = "The correct format is <device-path>:<number>. Number must be a positive integer"
+
+
+def _device_value(flag: str, spec: str) -> tuple[str, str]:
+    """DEVICE:VALUE, as docker/cli's opts validators split it (the path must be under /dev/)."""
+    path, sep, value = spec.partition(":")
+    if not sep or not path:
+        raise InvalidArgument(f'invalid argument "{spec}" for "--{flag}" flag: bad format: {spec}')
+    if not path.startswith("/dev/"):
+        raise InvalidArgument(f'invalid argument "{spec}" for "--{flag}" flag: bad format for device path: {spec}')
+    return path, value
+
+
+def _go_uint(text: str, bits: int) -> int | None:
+    """strconv.ParseUint(text, 10, bits), None where Go reports an error."""
+    if not re.fullmatch(r"[0-9]+", text, re.ASCII) or int(text) >= 1 << bits:
+        return None
+    return int(text)
+
+
+def _throttle_devices(flag: str, items: list[str]) -> list[dict]:
+    """--device-{read,write}-{bps,iops} DEVICE:RATE as HostConfig's [{"Path", "Rate"}]:
+    bps rates take go-units' sizes (1mb is 1048576), iops rates plain integers."""
+    out = []
+    for spec in items:
+        path, value = _device_value(flag, spec)
+        if flag.endswith("bps"):
+            try:
+                rate = parse_size(value)
+            except InvalidArgument:
+                rate = -1
+            help_ = _BPS_RATE_HELP
+        else:
+            rate = _go_uint(value, 64)
+            help_ = _IOPS_RATE_HELP
+        if rate is None or rate < 0:
+            raise InvalidArgument(f'invalid argument "{spec}" for "--{flag}" flag: '
+                                  f"invalid rate for device: {spec}. {help_}")
+        out.append({"Path": path, "Rate": rate})
+    return out
+
+
+def _weight_devices(items: list[str]) -> list[dict]:
+    """--blkio-weight-device DEVICE:WEIGHT as HostConfig's [{"Path", "Weight"}] (10-1000, or 0)."""
+    out = []
+    for spec in items:
+        path, value = _device_value("blkio-weight-device", spec)
+        weight = _go_uint(value, 16)
+        if weight is None or (weight and not 10 <= weight <= 1000):
+            raise InvalidArgument(f'invalid argument "{spec}" for "--blkio-weight-device" flag: '
+                                  f"invalid weight for device: {spec}")
+        out.append({"Path": path, "Weight": weight})
+    return out
 
 
 def _labels(items: list[str]) -> dict:
@@ -415,10 +486,19 @@ def to_create_body(args) -> tuple[dict, dict, str | None]:
         "DnsOptions": args.dns_option or None,
         "DnsSearch": args.dns_search or None,
         "BlkioWeight": args.blkio_weight or 0,
+        "BlkioWeightDevice": _weight_devices(args.blkio_weight_device),
+        "BlkioDeviceReadBps": _throttle_devices("device-read-bps", args.device_read_bps),
+        "BlkioDeviceWriteBps": _throttle_devices("device-write-bps", args.device_write_bps),
+        "BlkioDeviceReadIOps": _throttle_devices("device-read-iops", args.device_read_iops),
+        "BlkioDeviceWriteIOps": _throttle_devices("device-write-iops", args.device_write_iops),
+        "CgroupParent": args.cgroup_parent or "",
+        "UsernsMode": args.userns or "",
         "CpusetMems": args.cpuset_mems or "",
         "MemorySwappiness": args.memory_swappiness,
         "CgroupnsMode": args.cgroupns or "",
     }
+    if args.annotation:
+        host_config["Annotations"] = _labels(args.annotation)
     if args.network_alias:
         host_config["NetworkAliases"] = args.network_alias
     if args.ip:

@@ -229,6 +229,7 @@ class ContainerManager:
         cfg["Hostname"] = cfg.get("Hostname") or container_id[:12]
         path, args = runspec.command_of(cfg)
         host_config["Runtime"] = validate_runtime(host_config.get("Runtime"))
+        runspec.check_host_config(host_config)
         policy = host_config.get("RestartPolicy") or {}
         if policy.get("Name") not in (None, "", "no") and host_config.get("AutoRemove"):
             raise InvalidArgument("Conflicting options: --restart and --rm")
@@ -947,7 +948,7 @@ class ContainerFilesystem:
         c = self.containers.get(ref)
         if c.status not in (Status.RUNNING, Status.PAUSED):
             raise Conflict(f"Container {c.id} is not running")
-        pids = _cgroup_pids(c.id)
+        pids = _cgroup_pids(c)
         proc = subprocess.run(["ps", *ps_args.split()], capture_output=True, text=True)
         if proc.returncode != 0:
             raise InvalidArgument(f"Error running ps: {proc.stderr.strip()}")
@@ -965,15 +966,18 @@ class ContainerFilesystem:
         return {"Titles": titles, "Processes": rows}
 
 
-def _cgroup_pids(container_id: str) -> set[int]:
-    pids = set()
-    for base in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
-        path = f"{base}/berth/{container_id}/cgroup.procs"
+def _cgroup_pids(c: Container) -> set[int]:
+    """The processes in the container's cgroup (its pids or memory controller's,
+    or the unified one), found through its init's /proc/PID/cgroup."""
+    from berth.container.stats import cgroup_dirs
+
+    dirs = cgroup_dirs(int(c.state.get("Pid") or 0), c.id, c.host_config.get("CgroupParent") or "")
+    for path in (dirs.controller("pids"), dirs.controller("memory"), dirs.v2):
         try:
-            with open(path) as f:
-                pids |= {int(line) for line in f if line.strip()}
-        except OSError:
+            with open(f"{path}/cgroup.procs") as f:
+                pids = {int(line) for line in f if line.strip()}
+        except (OSError, TypeError):
             continue
         if pids:
-            break
-    return pids
+            return pids
+    return set()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import stat
 from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
@@ -38,6 +39,51 @@ def container_env(config: Mapping, hostname: str) -> list[str]:
     return [f"{k}={v}" for k, v in env.items()]
 
 
+DEFAULT_CGROUP_PARENT = "/berth"
+
+
+def cgroups_path(host_config: Mapping, container_id: str) -> str:
+    """The OCI cgroupsPath: HostConfig.CgroupParent (else berth's /berth) joined with
+    the id, as moby's cgroupfs driver does; a relative parent is taken from the
+    runtime's own cgroup."""
+    return os.path.join(host_config.get("CgroupParent") or DEFAULT_CGROUP_PARENT, container_id)
+
+
+def check_host_config(host_config: Mapping) -> None:
+    """What create refuses in a HostConfig before anything is made (moby's
+    validateHostConfig, and what berth cannot do)."""
+    userns = host_config.get("UsernsMode") or ""
+    if userns not in ("", "host"):
+        raise InvalidArgument(f'invalid --userns mode "{userns}": berth has no user namespace remapping, '
+                              f'only "host" is supported')
+    for key in host_config.get("Annotations") or {}:
+        if key == "":
+            raise InvalidArgument("invalid Annotations: the empty string is not permitted as an annotation key")
+
+
+def block_device(path: str) -> tuple[int, int]:
+    """(major, minor) of the block device at `path`, for the blkio per-device limits."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise InvalidArgument(f"stat {path}: {(e.strerror or str(e)).lower()}") from None
+    if not stat.S_ISBLK(st.st_mode):
+        raise InvalidArgument(f"{path} is not a block device")
+    return os.major(st.st_rdev), os.minor(st.st_rdev)
+
+
+def _block_limits(entries, field: str) -> tuple[rs.BlockDeviceLimit, ...]:
+    """HostConfig's [{"Path", "Rate" or "Weight"}] with each path's device numbers."""
+    out = []
+    for entry in entries or ():
+        major, minor = block_device(entry.get("Path") or "")
+        value = entry.get(field)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InvalidArgument(f"invalid {field.lower()} for device {entry.get('Path')}: {value!r}")
+        out.append(rs.BlockDeviceLimit(major, minor, value))
+    return tuple(out)
+
+
 def resources(host_config: Mapping) -> rs.Resources:
     nano = host_config.get("NanoCpus") or 0
     return rs.Resources(
@@ -54,6 +100,11 @@ def resources(host_config: Mapping) -> rs.Resources:
         cpuset_mems=host_config.get("CpusetMems") or None,
         pids_limit=host_config.get("PidsLimit") or None,
         blkio_weight=host_config.get("BlkioWeight") or None,
+        blkio_weight_device=_block_limits(host_config.get("BlkioWeightDevice"), "Weight"),
+        blkio_read_bps=_block_limits(host_config.get("BlkioDeviceReadBps"), "Rate"),
+        blkio_write_bps=_block_limits(host_config.get("BlkioDeviceWriteBps"), "Rate"),
+        blkio_read_iops=_block_limits(host_config.get("BlkioDeviceReadIOps"), "Rate"),
+        blkio_write_iops=_block_limits(host_config.get("BlkioDeviceWriteIOps"), "Rate"),
     )
 
 
@@ -117,7 +168,8 @@ def build(*, container_id: str, config: Mapping, host_config: Mapping, path: str
         device_cgroup_rules=tuple(host_config.get("DeviceCgroupRules") or ()),
         cgroupns={"host": rs.HOST, "private": rs.PRIVATE}.get(host_config.get("CgroupnsMode") or ""),
         resources=resources(host_config),
-        cgroups_path=f"/berth/{container_id}",
+        cgroups_path=cgroups_path(host_config, container_id),
+        annotations=dict(host_config.get("Annotations") or {}),
     )
     return rs.default_spec(process, sandbox, rs.HostInfo.probe())
 

@@ -171,18 +171,20 @@ class CgroupDirs:
         return self.v1.get(name)
 
 
-def cgroup_dirs(pid: int, container_id: str) -> CgroupDirs:
+def cgroup_dirs(pid: int, container_id: str, cgroup_parent: str = "") -> CgroupDirs:
     """Where `pid` (the container's init) sits in each mounted hierarchy.
 
     Read from /proc/PID/cgroup, so it holds for any runtime; should the
-    process be gone, the engine's own cgroupsPath (/berth/<id>) stands in.
+    process be gone, the engine's own cgroupsPath (PARENT/<id>, PARENT being
+    HostConfig.CgroupParent or /berth) stands in.
     """
     mounts = cgroups.hierarchies()
     try:
         with open(f"/proc/{pid}/cgroup") as f:
             return place_cgroups(mounts, f.read())
     except OSError:
-        paths, _ = cgroups.resolve_paths(f"/berth/{container_id}", container_id, mounts)
+        paths, _ = cgroups.resolve_paths(os.path.join(cgroup_parent or "/berth", container_id),
+                                        container_id, mounts)
         unified = paths.pop("", None)
         return _by_controller(paths, unified)
 
@@ -365,7 +367,8 @@ def sample(c: Container) -> Sample | None:
     pid = int(c.state.get("Pid") or 0)
     if c.status not in RUNNING or pid <= 0 or not os.path.exists(f"/proc/{pid}"):
         return None
-    cpu, memory, pids, blkio = read_counters(cgroup_dirs(pid, c.id), machine_memory())
+    cpu, memory, pids, blkio = read_counters(cgroup_dirs(pid, c.id, c.host_config.get("CgroupParent") or ""),
+                                             machine_memory())
     system, cpus = parse_proc_stat(_read("/proc/stat") or "")
     if system:
         cpu["system_cpu_usage"] = system
