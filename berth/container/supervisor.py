@@ -269,7 +269,7 @@ class Supervisor:
 
     def after_exit(self) -> int:
         """What follows every exit of init: the runtime's record goes; the exit code."""
-        self.oom_killed = _oom_killed(self.paths.bundle)  # read before delete removes the cgroup
+        self.oom_killed = _oom_killed(self.paths.bundle, self.id)  # read before delete removes the cgroup
         if self.oom_killed:
             emit_container_event(self.events, self.container, "oom")
         try:
@@ -353,16 +353,26 @@ def _full_environment() -> None:
         _full_environment.done = True
 
 
-def _oom_killed(bundle: Path) -> bool:
+def _oom_killed(bundle: Path, container_id: str) -> bool:
     """Whether the kernel's OOM killer acted in the container's memory cgroup."""
     try:
         spec = json.loads((bundle / "config.json").read_text())
     except (OSError, ValueError):
         return False
-    path = (spec.get("linux") or {}).get("cgroupsPath", "").strip("/")
+    path = (spec.get("linux") or {}).get("cgroupsPath", "")
     if not path:
         return False
-    for f in (f"/sys/fs/cgroup/memory/{path}/memory.oom_control", f"/sys/fs/cgroup/{path}/memory.events"):
+    from berth.runtime.builtin.cgroups import CgroupError, resolve_paths
+
+    try:
+        # A relative path (--cgroup-parent without a leading /) is the runtime's:
+        # from its own cgroup, which is this process's.
+        dirs, _ = resolve_paths(path, container_id)
+    except CgroupError:
+        return False
+    files = [f"{dirs[key]}/{name}" for key, name in (("memory", "memory.oom_control"), ("", "memory.events"))
+             if key in dirs]
+    for f in files:
         try:
             with open(f) as fh:
                 for line in fh:

@@ -99,6 +99,21 @@ def test_cgroup_parent_absolute_and_relative(berth, bb):
             remove_parent(os.path.join(own, relative.split("/")[0]))
 
 
+def test_oom_kill_noticed_under_a_relative_parent(berth, bb):
+    relative = f"berth-test-oom-{os.getpid()}"
+    try:
+        p = berth("run", "--name", "hog", *NONET, "--cgroup-parent", relative, "--memory", "32m", bb, "sh", "-c",
+                  "x=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; "
+                  "while true; do x=$x$x; done", check=False, timeout=60)
+        assert p.returncode == 137
+        state = json.loads(berth("inspect", "-f", "{{json .State}}", "hog").stdout)
+        assert state["OOMKilled"] is True and state["ExitCode"] == 137
+    finally:
+        berth("rm", "-f", "hog", check=False)
+        for own in set(own_cgroups("self").values()):
+            remove_parent(os.path.join(own, relative))
+
+
 def test_annotations_in_the_bundle_and_inspect(berth, bb):
     cid = berth("run", "-d", *NONET, "--name", "annotated", "--annotation", "com.example.team=a",
                 "--annotation", "com.example.flag", "--annotation", "com.example.team=b", bb,
