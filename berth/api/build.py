@@ -24,7 +24,7 @@ class BuildBackend(Protocol):
 
 
 def _options(req: Request):
-    from berth.build.builder import RESOURCE_PARAMS, BuildOptions
+    from berth.build.builder import RESOURCE_PARAMS, STRING_RESOURCES, BuildOptions
 
     q = req.query
     if q.get("remote"):
@@ -39,7 +39,7 @@ def _options(req: Request):
     for field_name, param in RESOURCE_PARAMS.items():
         if field_name == "Ulimits":
             value = q.json(param, [])
-        elif field_name in ("CpusetCpus", "CpusetMems"):
+        elif field_name in STRING_RESOURCES:
             value = q.get(param) or ""
         else:
             value = q.int(param, 0)

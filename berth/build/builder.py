@@ -52,6 +52,7 @@ from berth.build.instructions import (
 from berth.build.parser import parse, parse_heredoc
 from berth.build.snapshot import adopt_layer, image_lowers, layer_of, mounted
 from berth.container import protocol as proto
+from berth.container.runspec import check_host_config
 from berth.container.record import new_id
 from berth.container.rootfs_files import make_dirs
 from berth.errors import BerthError, InvalidArgument, NotFound
@@ -106,7 +107,10 @@ class BuildOptions:
 # The query parameters of POST /build that carry `resources`, by HostConfig field.
 RESOURCE_PARAMS = {"Memory": "memory", "MemorySwap": "memswap", "CpuShares": "cpushares",
                    "CpuPeriod": "cpuperiod", "CpuQuota": "cpuquota", "CpusetCpus": "cpusetcpus",
-                   "CpusetMems": "cpusetmems", "ShmSize": "shmsize", "Ulimits": "ulimits"}
+                   "CpusetMems": "cpusetmems", "ShmSize": "shmsize", "Ulimits": "ulimits",
+                   "CgroupParent": "cgroupparent", "Isolation": "isolation"}
+# Those of them that are strings (the rest are integers, and Ulimits JSON).
+STRING_RESOURCES = ("CpusetCpus", "CpusetMems", "CgroupParent", "Isolation")
 
 
 @dataclass
@@ -182,6 +186,7 @@ class Builder:
     def build(self, context: BuildContext, options: BuildOptions) -> BuildResult:
         self.options = options
         tags = [_tag(t) for t in options.tags]
+        check_host_config(options.resources)     # what every RUN step's create would refuse
         if options.ca_bundle and not os.path.isfile(options.ca_bundle):
             raise InvalidArgument(f"CA bundle {options.ca_bundle}: no such file")
         try:

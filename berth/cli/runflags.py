@@ -55,6 +55,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     a("--device-write-iops", action="append", default=[],
       help="Limit write rate (IO per second) to a device (DEVICE:RATE)")
     a("--cgroup-parent", help="Optional parent cgroup for the container")
+    a("--isolation", help="Container isolation technology (on Linux only \"default\")")
     a("--annotation", action="append", default=[],
       help="Add an annotation to the container (passed through to the OCI runtime)")
     a("--userns", help="User namespace to use (berth supports only \"host\")")
@@ -492,6 +493,7 @@ def to_create_body(args) -> tuple[dict, dict, str | None]:
         "BlkioDeviceReadIOps": _throttle_devices("device-read-iops", args.device_read_iops),
         "BlkioDeviceWriteIOps": _throttle_devices("device-write-iops", args.device_write_iops),
         "CgroupParent": args.cgroup_parent or "",
+        "Isolation": args.isolation or "",
         "UsernsMode": args.userns or "",
         "CpusetMems": args.cpuset_mems or "",
         "MemorySwappiness": args.memory_swappiness,

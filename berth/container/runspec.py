@@ -59,6 +59,9 @@ def check_host_config(host_config: Mapping) -> None:
     for key in host_config.get("Annotations") or {}:
         if key == "":
             raise InvalidArgument("invalid Annotations: the empty string is not permitted as an annotation key")
+    isolation = host_config.get("Isolation") or ""
+    if isolation.lower() not in ("", "default"):
+        raise InvalidArgument(f'Invalid isolation: "{isolation}" - linux only supports \'default\'')
 
 
 def block_device(path: str) -> tuple[int, int]:

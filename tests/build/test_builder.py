@@ -412,6 +412,26 @@ def test_failing_run_output_and_step_are_shown(bb, tmp_path):
     assert_nothing_left(bb, bb.root)
 
 
+def test_run_steps_under_a_cgroup_parent_isolation_and_compress(bb, tmp_path, root):
+    parent = f"/berth-test-build-{os.getpid()}"
+    ctx = write(tmp_path / "ctx", {"Dockerfile": "FROM bb\nRUN cat /proc/self/cgroup > /placed\n"})
+    try:
+        bb("build", "-q", "--cgroup-parent", parent, "--isolation", "default", "--compress", "-t", "placed", ctx)
+        placed = bb("run", "--rm", "placed", "cat", "/placed").stdout
+        memory = next(line.split(":", 2)[2] for line in placed.splitlines() if ":memory:" in line)
+        assert memory.startswith(parent + "/")
+    finally:
+        for hierarchy in Path("/sys/fs/cgroup").iterdir():
+            try:
+                (hierarchy / parent.lstrip("/")).rmdir()
+            except OSError:
+                pass
+    bad = bb("build", "--isolation", "hyperv", ctx, check=False)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines()[-1] == ('Error response from daemon: Invalid isolation: "hyperv" - linux only supports \'default\'')
+    assert_nothing_left(bb, root)
+
+
 def test_run_step_limits_and_iidfile(bb, tmp_path, root):
     ctx = write(tmp_path / "ctx", {"Dockerfile": "FROM bb\n"
                                    "RUN cat /sys/fs/cgroup/memory/memory.limit_in_bytes > /limit; ulimit -n > /nofile\n"})

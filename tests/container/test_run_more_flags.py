@@ -254,3 +254,12 @@ def test_through_the_api_with_the_docker_cli(root, tmp_path, busybox_tar):
         api.stop()
         clean_root(root)
         remove_parent(parent)
+
+
+def test_isolation_default_only(berth, bb):
+    berth("create", "--name", "iso", "--isolation", "default", bb)
+    assert inspect(berth, "iso")["Isolation"] == "default"
+    bad = berth("run", "--rm", "--isolation", "hyperv", bb, "true", check=False)
+    assert bad.returncode == 125
+    assert bad.stderr.strip() == 'Error: Invalid isolation: "hyperv" - linux only supports \'default\''
+    assert berth("ps", "-aq", "--no-trunc").stdout.split() == [berth("inspect", "-f", "{{.Id}}", "iso").stdout.strip()]

@@ -40,6 +40,10 @@ def add_flags(p) -> None:
     p.add_argument("--cpuset-mems", help="MEMs in which to allow execution (0-3, 0,1)")
     p.add_argument("--shm-size", help="Size of /dev/shm")
     p.add_argument("--ulimit", action="append", default=[], help="Ulimit options")
+    p.add_argument("--cgroup-parent", help="Set the parent cgroup for the \"RUN\" instructions during build")
+    p.add_argument("--isolation", help="Container isolation technology (on Linux only \"default\")")
+    p.add_argument("--compress", action="store_true",
+                   help="Compress the build context using gzip (accepted: berth reads the context in place)")
     _bool_flag(p, "--disable-content-trust", default=True, help="Skip image verification (berth verifies none)")
     _bool_flag(p, "-q", "--quiet", help="Suppress the build output and print image ID on success")
     _bool_flag(p, "--no-cache", help="Do not use cache when building the image")
@@ -142,7 +146,8 @@ def _resources(args) -> dict:
            "MemorySwap": (-1 if args.memory_swap == "-1" else parse_size(args.memory_swap)) if args.memory_swap else 0,
            "CpuShares": args.cpu_shares or 0, "CpuPeriod": args.cpu_period or 0, "CpuQuota": args.cpu_quota or 0,
            "CpusetCpus": args.cpuset_cpus or "", "CpusetMems": args.cpuset_mems or "",
-           "ShmSize": parse_size(args.shm_size) if args.shm_size else 0, "Ulimits": parse_ulimits(args.ulimit)}
+           "ShmSize": parse_size(args.shm_size) if args.shm_size else 0, "Ulimits": parse_ulimits(args.ulimit),
+           "CgroupParent": args.cgroup_parent or "", "Isolation": args.isolation or ""}
     return {key: value for key, value in out.items() if value}
 
 
