@@ -73,18 +73,21 @@ def package_parent() -> str:
     return __file__.rsplit("/", 3)[0]       # .../berth/cli/launcher.py
 
 
+def _bootstrap(module: str, call: str = "main()") -> str:
+    """Python code that runs `module`'s main from this checkout, whatever sys.path holds."""
+    return f"import sys; sys.path.insert(0, {package_parent()!r}); from {module} import main; {call}"
+
+
 def command() -> list[str]:
     """argv that runs the launcher (what the installed `berth` script does)."""
-    code = f"import sys; sys.path.insert(0, {package_parent()!r}); from berth.cli.launcher import main; main()"
-    return [sys.executable, "-I", "-S", "-c", code]
+    return [sys.executable, "-I", "-S", "-c", _bootstrap("berth.cli.launcher")]
 
 
 def script() -> str:
     """The text of the `berth` script that scripts/install.sh installs."""
     return (f"#!{sys.executable} -IS\n"
             "# berth's launcher, written by scripts/install.sh (berth.cli.launcher.script).\n"
-            f"import sys\nsys.path.insert(0, {package_parent()!r})\n"
-            "from berth.cli.launcher import main\nmain()\n")
+            + _bootstrap("berth.cli.launcher") + "\n")
 
 
 def environ() -> dict[str, str]:
@@ -135,7 +138,7 @@ def main() -> None:
         except OSError:
             direct(argv)
         try:
-            reply = request(conn, key, argv, env)
+            reply = request(conn, key, argv)
         except OSError:
             reply = b""
         if reply.startswith(b"started "):
@@ -150,8 +153,7 @@ def main() -> None:
 
 def direct(argv: list[str]) -> None:
     """Run the CLI in a full interpreter (site, PYTHON* variables and all)."""
-    code = f"import sys; sys.path.insert(0, {package_parent()!r}); from berth.cli.main import main; main()"
-    posix.execv(sys.executable, [sys.executable, "-c", code, *argv])
+    posix.execv(sys.executable, [sys.executable, "-c", _bootstrap("berth.cli.main"), *argv])
 
 
 def connect(env: dict[str, str], key: str, *, start: bool) -> _socket.socket:
@@ -181,7 +183,7 @@ def connect(env: dict[str, str], key: str, *, start: bool) -> _socket.socket:
         try:
             listener.bind(path)
             listener.listen(64)
-            _spawn_server(listener.fileno(), path, key, env)
+            _spawn_server(listener.fileno(), path, key)
         finally:
             listener.close()
         return _connected(path)
@@ -215,10 +217,9 @@ def _make_private_dir(path: str) -> None:
         raise PermissionError(f"{path} is not a private directory of this user")
 
 
-def _spawn_server(listen_fd: int, path: str, key: str, env: dict[str, str]) -> None:
+def _spawn_server(listen_fd: int, path: str, key: str) -> None:
     posix.set_inheritable(listen_fd, True)
-    code = (f"import sys; sys.path.insert(0, {package_parent()!r}); "
-            "from berth.cli.warmserver import main; main(sys.argv[1:])")
+    code = _bootstrap("berth.cli.warmserver", "main(sys.argv[1:])")
     # -P: not the caller's working directory on sys.path.  A session of its
     # own and /dev/null for stdio: it outlives this client and holds none of
     # its terminal or pipes.
@@ -230,7 +231,7 @@ def _spawn_server(listen_fd: int, path: str, key: str, env: dict[str, str]) -> N
     ])
 
 
-def request(conn: _socket.socket, key: str, argv: list[str], env: dict[str, str]) -> bytes:
+def request(conn: _socket.socket, key: str, argv: list[str]) -> bytes:
     """Send the command; the server's first answer."""
     umask = posix.umask(0o022)
     posix.umask(umask)

@@ -32,6 +32,8 @@ from __future__ import annotations
 import os
 import sys
 
+from berth.cli.launcher import MAX_MESSAGE, PROTOCOL
+
 IDLE_SECONDS = 600.0
 REQUEST_TIMEOUT = 5.0
 
@@ -106,7 +108,7 @@ class Server:
                     worker, what = selkey.data
                     if what == "ended":
                         self._reap(worker)
-                    else:
+                    elif not worker.ended:      # reaped earlier in this batch: its conn is closed
                         self._relay(worker)
         self._stop_listening()
 
@@ -122,10 +124,10 @@ class Server:
         fds: list[int] = []
         try:
             conn.settimeout(REQUEST_TIMEOUT)
-            message, fds, _flags, _addr = socket.recv_fds(conn, 1 << 20, 3, socket.MSG_CMSG_CLOEXEC)
+            message, fds, _flags, _addr = socket.recv_fds(conn, MAX_MESSAGE, 3, socket.MSG_CMSG_CLOEXEC)
             conn.settimeout(None)
             fields = message.split(b"\0")
-            if fields[:1] != [b"berth-cli 1"] or len(fields) < 3 or fields[2].decode() != self.key:
+            if fields[:1] != [PROTOCOL] or len(fields) < 3 or fields[2].decode() != self.key:
                 conn.send(b"refused mismatch")
             elif fields[1] == b"stop":
                 self._stop_listening()
@@ -198,7 +200,7 @@ class Server:
         import signal
 
         try:
-            message = worker.conn.recv(4096)
+            message = worker.conn.recv(MAX_MESSAGE)
         except OSError:
             message = b""
         if message.startswith(b"signal "):
@@ -208,11 +210,10 @@ class Server:
                 pass
         elif not message:
             self.selector.unregister(worker.conn)
-            if not worker.ended:
-                try:
-                    os.kill(worker.pid, signal.SIGKILL)
-                except OSError:
-                    pass
+            try:
+                os.kill(worker.pid, signal.SIGKILL)
+            except OSError:
+                pass
 
     def _reap(self, worker: Worker) -> None:
         _, status = os.waitpid(worker.pid, 0)
